@@ -1,0 +1,123 @@
+import { UserError } from "../errors.js";
+import type { PartitionsDefinition } from "../dag/partitions.js";
+import {
+  ASSET_BRAND,
+  PIPELINE_BRAND,
+  isAssetDefinition,
+  type AssetDefinition,
+  type MaterializeResult,
+  type PipelineDefinition,
+  type RetryPolicy,
+  type ScheduleDefinition,
+  type StepContext,
+} from "../dag/types.js";
+
+/** A dependency: an asset definition, or the key of an asset declared in another module. */
+export type AssetDep = AssetDefinition | string;
+
+export interface AssetOptions {
+  deps?: readonly AssetDep[];
+  partitions?: PartitionsDefinition;
+  /** `["pii"]` or `{ team: "data" }`; select with `tag:pii` / `tag:team=data`. */
+  tags?: readonly string[] | Readonly<Record<string, string>>;
+  /** Extra kind labels (the defining kind comes first), selectable with `kind:NAME`. */
+  kinds?: readonly string[];
+  /** Bump it when the code changes meaning: materializations of another version become stale. */
+  codeVersion?: string;
+  retry?: RetryPolicy;
+  pool?: string;
+  description?: string;
+  materialize(ctx: StepContext): Promise<MaterializeResult | void> | MaterializeResult | void;
+}
+
+/** What an asset kind plugin passes to {@link defineAsset}: the options plus its kind name. */
+export interface KindAssetOptions extends AssetOptions {
+  kind: string;
+}
+
+function normaliseTags(tags: AssetOptions["tags"]): Record<string, string> {
+  if (tags === undefined) return {};
+  if (Array.isArray(tags)) return Object.fromEntries(tags.map((t: string) => [t, ""]));
+  return { ...(tags as Record<string, string>) };
+}
+
+/**
+ * Builds an asset definition of any kind. Asset kind plugins (rawFiles, duckdbTable, …) are
+ * functions that call it with their own `kind` and `materialize`; so can yours.
+ *
+ * @example
+ * export const csvExport = (key: string, from: AssetDefinition) =>
+ *   defineAsset(key, { kind: "csv_export", deps: [from], async materialize(ctx) { … } });
+ */
+export function defineAsset(key: string, options: KindAssetOptions): AssetDefinition {
+  if (typeof options?.materialize !== "function") {
+    throw new UserError(`asset \`${key}\`: \`materialize(ctx)\` must be a function`);
+  }
+  const deps = (options.deps ?? []).map((d, i) => {
+    if (typeof d === "string") return d;
+    if (isAssetDefinition(d)) return d.key;
+    throw new UserError(`asset \`${key}\`: deps[${i}] is neither an asset nor an asset key string (an import cycle between modules can leave it undefined)`);
+  });
+  const kinds = [options.kind, ...(options.kinds ?? []).filter((k) => k !== options.kind)];
+  const definition: AssetDefinition = {
+    [ASSET_BRAND]: true,
+    key,
+    kind: options.kind,
+    kinds,
+    deps: [...new Set(deps)],
+    tags: normaliseTags(options.tags),
+    materialize: options.materialize,
+    ...(options.partitions ? { partitions: options.partitions } : {}),
+    ...(options.codeVersion !== undefined ? { codeVersion: options.codeVersion } : {}),
+    ...(options.retry ? { retry: options.retry } : {}),
+    ...(options.pool !== undefined ? { pool: options.pool } : {}),
+    ...(options.description !== undefined ? { description: options.description } : {}),
+  };
+  return Object.freeze(definition);
+}
+
+/**
+ * A plain TypeScript asset: your `materialize(ctx)` produces it and returns its metadata.
+ *
+ * @example
+ * export const dailyRevenue = asset("daily_revenue", {
+ *   deps: [orders],
+ *   async materialize(ctx) {
+ *     ctx.log.info("summing");
+ *     return { metadata: { revenue: 42 } };
+ *   },
+ * });
+ */
+export function asset(key: string, options: AssetOptions): AssetDefinition {
+  return defineAsset(key, { ...options, kind: "asset" });
+}
+
+export interface PipelineOptions {
+  assets: readonly AssetDefinition[];
+  schedule?: ScheduleDefinition;
+  description?: string;
+}
+
+/**
+ * A named group of assets; export it from a module under `pipelines/`.
+ *
+ * @example
+ * export default pipeline("orders", { assets: [rawOrders, orders], schedule: { cron: "0 2 * * *" } });
+ */
+export function pipeline(name: string, options: PipelineOptions): PipelineDefinition {
+  if (!options || !Array.isArray(options.assets)) {
+    throw new UserError(`pipeline \`${name}\`: \`assets\` must be an array of assets`);
+  }
+  options.assets.forEach((a, i) => {
+    if (!isAssetDefinition(a)) {
+      throw new UserError(`pipeline \`${name}\`: assets[${i}] is not an asset (an import cycle between modules can leave it undefined)`);
+    }
+  });
+  return Object.freeze({
+    [PIPELINE_BRAND]: true as const,
+    name,
+    assets: [...options.assets],
+    ...(options.schedule ? { schedule: options.schedule } : {}),
+    ...(options.description !== undefined ? { description: options.description } : {}),
+  });
+}

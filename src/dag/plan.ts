@@ -1,0 +1,114 @@
+import { UserError } from "../errors.js";
+import type { AssetGraph } from "./graph.js";
+import type { PartitionsDefinition } from "./partitions.js";
+
+/** A step: one asset, one partition (null for an unpartitioned asset). */
+export interface StepKey {
+  asset: string;
+  partition: string | null;
+}
+
+export interface PlannedStep extends StepKey {
+  /** `asset` or `asset[partition]`: unique within a plan. */
+  id: string;
+  /** Ids of the steps of this plan that must succeed first. */
+  deps: string[];
+}
+
+export interface Plan {
+  steps: PlannedStep[];
+  /** Step ids in topological generations: each generation only depends on earlier ones. */
+  generations: string[][];
+}
+
+/** Which partitions of the partitioned assets to plan. */
+export type PartitionSelection = { key: string } | { from: string; to: string } | { all: true };
+
+/** The id of a step: `orders` or `orders[2025-01-01]`. */
+export function stepId(asset: string, partition: string | null): string {
+  return partition === null ? asset : `${asset}[${partition}]`;
+}
+
+/**
+ * Plans the steps (asset × partition) of a selection, in topological generations.
+ * Partitioned assets need a partition selection; an unpartitioned asset is one step.
+ *
+ * @example
+ * const p = plan(graph, new Set(["raw_orders", "orders"]), { from: "2025-01-01", to: "2025-01-03" });
+ * p.steps.map((s) => s.id); // ["raw_orders[2025-01-01]", …, "orders[2025-01-03]"]
+ */
+export function plan(graph: AssetGraph, assets: ReadonlySet<string>, partitions?: PartitionSelection, now = new Date()): Plan {
+  const partitioned = [...assets].filter((k) => graph.asset(k).partitions !== undefined);
+  if (partitions && !("all" in partitions) && partitioned.length === 0) {
+    const flag = "key" in partitions ? "--partition" : "--from/--to";
+    throw new UserError(`${flag} given, but no selected asset is partitioned`);
+  }
+  if (!partitions && partitioned.length > 0) {
+    const first = graph.asset(partitioned[0]!);
+    const keys = first.partitions!.keys(now);
+    const example = keys.length > 0 ? keys[keys.length - 1] : "KEY";
+    throw new UserError(
+      `asset \`${partitioned[0]}\` is partitioned (${first.partitions!.describe()}); pass --partition ${example} or --from KEY --to KEY`,
+    );
+  }
+  const keysByDefinition = new Map<string, string[]>();
+  const keysOf = (def: PartitionsDefinition): string[] => {
+    let keys = keysByDefinition.get(def.id);
+    if (!keys) {
+      if (!partitions || "all" in partitions) keys = def.keys(now);
+      else if ("key" in partitions) {
+        const why = def.invalidReason(partitions.key, now);
+        if (why) throw new UserError(why);
+        keys = [partitions.key];
+      } else keys = def.range(partitions.from, partitions.to, now);
+      keysByDefinition.set(def.id, keys);
+    }
+    return keys;
+  };
+
+  const keys: StepKey[] = [];
+  for (const key of assets) {
+    const def = graph.asset(key);
+    for (const partition of def.partitions ? keysOf(def.partitions) : [null]) keys.push({ asset: key, partition });
+  }
+  return linkSteps(graph, keys);
+}
+
+/**
+ * Links given steps into a plan: each step depends on the steps of its upstream assets that are
+ * among them (the same partition of a partitioned upstream, every step of an upstream otherwise).
+ *
+ * @example
+ * linkSteps(graph, [{ asset: "raw", partition: null }, { asset: "orders", partition: null }]).steps[1]?.deps; // ["raw"]
+ */
+export function linkSteps(graph: AssetGraph, keys: readonly StepKey[]): Plan {
+  const stepsOfAsset = new Map<string, StepKey[]>();
+  for (const k of keys) {
+    const list = stepsOfAsset.get(k.asset);
+    if (list) list.push(k);
+    else stepsOfAsset.set(k.asset, [k]);
+  }
+  const ids = new Set(keys.map((k) => stepId(k.asset, k.partition)));
+  const steps: PlannedStep[] = [];
+  const generations: string[][] = [];
+  for (const generation of graph.generations(new Set(stepsOfAsset.keys()))) {
+    const gen: string[] = [];
+    for (const asset of generation) {
+      const parents = graph.parents(asset).filter((p) => stepsOfAsset.has(p));
+      for (const { partition } of stepsOfAsset.get(asset)!) {
+        const deps: string[] = [];
+        for (const parent of parents) {
+          const same = stepId(parent, partition);
+          if (partition !== null && graph.asset(parent).partitions !== undefined) {
+            if (ids.has(same)) deps.push(same);
+          } else for (const s of stepsOfAsset.get(parent)!) deps.push(stepId(s.asset, s.partition));
+        }
+        const id = stepId(asset, partition);
+        steps.push({ id, asset, partition, deps });
+        gen.push(id);
+      }
+    }
+    generations.push(gen);
+  }
+  return { steps, generations };
+}

@@ -1,0 +1,107 @@
+import type { PartitionsDefinition } from "./partitions.js";
+
+/** Brands that mark floe definitions; `Symbol.for` so two copies of floe in one process agree. */
+export const ASSET_BRAND = Symbol.for("floe.asset");
+export const PIPELINE_BRAND = Symbol.for("floe.pipeline");
+
+/** What a step's `materialize` returns: metadata recorded with the materialization (rows, bytes, ids…). */
+export interface MaterializeResult {
+  metadata?: Record<string, unknown>;
+  /** Optional data version; when the same as the last one, downstream assets do not become stale. */
+  dataVersion?: string;
+}
+
+/** Retry policy of a step: `maxAttempts` in all (1 = no retry), exponential backoff between attempts. */
+export interface RetryPolicy {
+  maxAttempts: number;
+  /** First delay in ms (default 500). */
+  delayMs?: number;
+  /** Factor per attempt (default 2). */
+  backoff?: number;
+  /** Upper bound of one delay in ms (default 30 000). */
+  maxDelayMs?: number;
+}
+
+/** One materialization of an upstream asset, as a step sees it. */
+export interface UpstreamMaterialization {
+  asset: string;
+  partition: string | null;
+  runId: string;
+  materializedAt: Date;
+  metadata: Record<string, unknown>;
+}
+
+/** A logger whose lines become events of the run (and appear in `floe run <id>`). */
+export interface StepLogger {
+  debug(message: string, data?: Record<string, unknown>): void;
+  info(message: string, data?: Record<string, unknown>): void;
+  warn(message: string, data?: Record<string, unknown>): void;
+  error(message: string, data?: Record<string, unknown>): void;
+}
+
+/** What `materialize(ctx)` receives. */
+export interface StepContext {
+  readonly runId: string;
+  readonly asset: AssetDefinition;
+  readonly assetKey: string;
+  /** The partition key of this step, or null for an unpartitioned asset. */
+  readonly partitionKey: string | null;
+  /** 1 on the first attempt, 2 on the first retry… */
+  readonly attempt: number;
+  readonly log: StepLogger;
+  /**
+   * The upstream materialization this step reads, per upstream key: the same partition of a
+   * partitioned upstream, the only materialization of an unpartitioned one, or the latest
+   * partition of a partitioned upstream read whole. Undefined when it was never materialized.
+   */
+  readonly upstream: Readonly<Record<string, UpstreamMaterialization | undefined>>;
+  /** Every upstream partition this step reads of `key` (one element for identity mappings). */
+  upstreamPartitions(key: string | AssetDefinition): UpstreamMaterialization[];
+  /** Aborted when the run is canceled or the process shuts down. */
+  readonly signal: AbortSignal;
+  /** A resource registered by a plugin or the project config (e.g. `duckdb`). */
+  resource<T>(name: string): Promise<T>;
+}
+
+/** A named, persistent piece of data plus the code that produces it. */
+export interface AssetDefinition {
+  readonly [ASSET_BRAND]: true;
+  readonly key: string;
+  /** The kind that produced the definition (`asset`, `raw_files`, `duckdb`, `iceberg`, or a plugin's). */
+  readonly kind: string;
+  /** Every kind label, `kind` first; `kind:NAME` selects by any of them. */
+  readonly kinds: readonly string[];
+  /** Keys of the assets this one reads. */
+  readonly deps: readonly string[];
+  readonly partitions?: PartitionsDefinition;
+  readonly tags: Readonly<Record<string, string>>;
+  readonly codeVersion?: string;
+  readonly retry?: RetryPolicy;
+  readonly pool?: string;
+  readonly description?: string;
+  materialize(ctx: StepContext): Promise<MaterializeResult | void> | MaterializeResult | void;
+}
+
+export interface ScheduleDefinition {
+  cron: string;
+  timezone?: string;
+  /** Selection to run on each tick (default: every asset of the pipeline). */
+  selection?: string;
+}
+
+/** A named group of assets in one module, with an optional schedule. */
+export interface PipelineDefinition {
+  readonly [PIPELINE_BRAND]: true;
+  readonly name: string;
+  readonly assets: readonly AssetDefinition[];
+  readonly schedule?: ScheduleDefinition;
+  readonly description?: string;
+}
+
+export function isAssetDefinition(v: unknown): v is AssetDefinition {
+  return typeof v === "object" && v !== null && (v as Record<symbol, unknown>)[ASSET_BRAND] === true;
+}
+
+export function isPipelineDefinition(v: unknown): v is PipelineDefinition {
+  return typeof v === "object" && v !== null && (v as Record<symbol, unknown>)[PIPELINE_BRAND] === true;
+}

@@ -1,0 +1,97 @@
+import { randomUUID } from "node:crypto";
+import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join, relative, resolve, sep } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { ObjectInfo, ObjectStorage } from "./types.js";
+
+export interface LocalStorageOptions {
+  /** Absolute folder, or relative to `baseDir`. */
+  root: string;
+  baseDir?: string;
+  /** Objects per page of `list` (default 1000, as S3). */
+  pageSize?: number;
+}
+
+/**
+ * An object storage over a local folder. Writes go to a temporary name and are renamed into
+ * place, so a reader never sees half an object.
+ *
+ * @example
+ * const landing = localStorage({ root: "data/landing", baseDir: projectDir });
+ * await landing.write("orders/2025-01-01/a.csv", "id\n1\n");
+ */
+export function localStorage(options: LocalStorageOptions): ObjectStorage {
+  const root = resolve(options.baseDir ?? process.cwd(), options.root);
+  const pageSize = options.pageSize ?? 1000;
+  const pathOf = (key: string): string => join(root, ...key.split("/"));
+  const toKey = (path: string): string => relative(root, path).split(sep).join("/");
+  const info = async (path: string): Promise<ObjectInfo> => {
+    const s = await stat(path);
+    return { key: toKey(path), size: s.size, etag: `${s.size}-${Math.trunc(s.mtimeMs)}`, lastModified: s.mtime };
+  };
+  const writeAtomic = async (key: string, write: (tmp: string) => Promise<void>): Promise<void> => {
+    const target = pathOf(key);
+    await mkdir(dirname(target), { recursive: true });
+    const tmp = `${target}.${randomUUID()}.tmp`;
+    try {
+      await write(tmp);
+      await rename(tmp, target);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+  };
+  return {
+    uri: pathToFileURL(root).href.replace(/\/$/, ""),
+    async *list(prefix) {
+      // Walk only the folder the prefix names, then filter by the rest of it.
+      const slash = prefix.lastIndexOf("/");
+      const start = slash < 0 ? root : pathOf(prefix.slice(0, slash));
+      const keys: string[] = [];
+      const walk = async (dir: string): Promise<void> => {
+        let entries;
+        try {
+          entries = await readdir(dir, { withFileTypes: true });
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+          throw e;
+        }
+        for (const entry of entries) {
+          const p = join(dir, entry.name);
+          if (entry.isDirectory()) await walk(p);
+          else if (entry.isFile() && !entry.name.endsWith(".tmp")) {
+            const key = toKey(p);
+            if (key.startsWith(prefix)) keys.push(key);
+          }
+        }
+      };
+      await walk(start);
+      keys.sort();
+      for (let i = 0; i < keys.length; i += pageSize) {
+        const page = await Promise.all(keys.slice(i, i + pageSize).map((k) => info(pathOf(k)).catch(() => undefined)));
+        yield page.filter((o): o is ObjectInfo => o !== undefined);
+      }
+    },
+    async head(key) {
+      try {
+        return await info(pathOf(key));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+        throw e;
+      }
+    },
+    read: async (key) => new Uint8Array(await readFile(pathOf(key))),
+    async download(key, localPath) {
+      await mkdir(dirname(localPath), { recursive: true });
+      const before = await info(pathOf(key));
+      await copyFile(pathOf(key), localPath);
+      return before;
+    },
+    write: (key, body) => writeAtomic(key, (tmp) => writeFile(tmp, body)),
+    upload: (localPath, key) => writeAtomic(key, (tmp) => copyFile(localPath, tmp)),
+    async delete(keys) {
+      await Promise.all(keys.map((k) => rm(pathOf(k), { force: true })));
+    },
+    uriOf: (key) => `${pathToFileURL(root).href.replace(/\/$/, "")}/${key}`,
+  };
+}
