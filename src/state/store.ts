@@ -1,0 +1,597 @@
+import { randomUUID } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { Kysely, PostgresDialect, sql, type RawBuilder, type Selectable } from "kysely";
+import pg from "pg";
+import { UserError } from "../errors.js";
+import { acquireLock, type StateLock } from "./lock.js";
+import { coreMigrations, migrate, type Migration } from "./migrations.js";
+import { PGliteDialect } from "./pglite-dialect.js";
+import type { AssetPartitionsTable, Database, EventsTable, RunStepsTable, RunsTable } from "./schema.js";
+
+export type RunStatus = "queued" | "running" | "success" | "failed" | "canceled";
+export type StepStatus = "pending" | "running" | "success" | "failed" | "skipped" | "upstream_failed";
+export type EventLevel = "debug" | "info" | "warn" | "error";
+
+export interface RunRecord {
+  id: string;
+  status: RunStatus;
+  trigger: string;
+  selection: string | null;
+  partitionRange: string | null;
+  parentRunId: string | null;
+  tags: Record<string, string>;
+  error: string | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  endedAt: Date | null;
+}
+
+export interface StepRecord {
+  runId: string;
+  asset: string;
+  partition: string | null;
+  status: StepStatus;
+  attempts: number;
+  startedAt: Date | null;
+  endedAt: Date | null;
+  error: string | null;
+  metadata: Record<string, unknown>;
+}
+
+export interface EventRecord {
+  id: number;
+  runId: string | null;
+  asset: string | null;
+  partition: string | null;
+  type: string;
+  level: EventLevel;
+  message: string;
+  data: Record<string, unknown> | null;
+  createdAt: Date;
+}
+
+export interface MaterializationRecord {
+  asset: string;
+  partition: string | null;
+  runId: string;
+  materializedAt: Date;
+  codeVersion: string | null;
+  dataVersion: string | null;
+  metadata: Record<string, unknown>;
+}
+
+/** The latest step of one asset partition: of the newest run, then the latest started. */
+export interface StepStateRecord {
+  asset: string;
+  partition: string | null;
+  runId: string;
+  status: StepStatus;
+  /** When it ended, else started, else when its run was created. */
+  at: Date;
+}
+
+export interface NewRun {
+  /** Default: a random UUID. */
+  id?: string;
+  trigger: string;
+  selection?: string | null;
+  partitionRange?: string | null;
+  parentRunId?: string | null;
+  tags?: Record<string, string>;
+  /** Default `queued`. */
+  status?: RunStatus;
+  /** In plan (dependency) order; `getSteps` returns them in this order. */
+  steps: Array<{ asset: string; partition: string | null; status?: StepStatus; metadata?: Record<string, unknown>; attempts?: number }>;
+}
+
+/** A step transition; fields left undefined keep their stored value (`error: null` clears it). */
+export interface StepUpdate {
+  runId: string;
+  asset: string;
+  partition: string | null;
+  status: StepStatus;
+  attempts?: number;
+  startedAt?: Date;
+  endedAt?: Date;
+  error?: string | null;
+  metadata?: Record<string, unknown>;
+}
+
+/** A run transition; fields left undefined keep their stored value (`error: null` clears it). */
+export interface RunUpdate {
+  id: string;
+  status?: RunStatus;
+  startedAt?: Date;
+  endedAt?: Date;
+  error?: string | null;
+}
+
+export interface NewEvent {
+  runId: string | null;
+  asset?: string | null;
+  partition?: string | null;
+  type: string;
+  /** Default `info`. */
+  level?: EventLevel;
+  message: string;
+  data?: Record<string, unknown> | null;
+  /** Default: the database's now(). */
+  at?: Date;
+}
+
+export interface NewMaterialization {
+  asset: string;
+  partition: string | null;
+  runId: string;
+  materializedAt: Date;
+  codeVersion: string | null;
+  dataVersion: string | null;
+  metadata: Record<string, unknown>;
+}
+
+export interface WriteBatch {
+  runs?: readonly RunUpdate[];
+  steps?: readonly StepUpdate[];
+  events?: readonly NewEvent[];
+  materializations?: readonly NewMaterialization[];
+}
+
+export interface OpenOptions {
+  /** A `postgres://` URL (FLOE_DATABASE_URL); without it, embedded PGlite in `<home>/pglite`. */
+  url?: string | undefined;
+  /** The floe home folder (FLOE_HOME); holds the embedded store and its lock file. */
+  home: string;
+  /** Migrations of other parts of floe, run after the core ones. */
+  extraMigrations?: readonly Migration[];
+  /** Who holds the embedded store, shown to a second process that finds it in use. */
+  owner?: string;
+}
+
+const json = (v: unknown): string => JSON.stringify(v);
+/** '' in the database means "unpartitioned". */
+const partitionOf = (p: string | null): string | null => (p === null || p === "" ? null : p);
+const stepKey = (s: { runId: string; asset: string; partition: string | null }): string => `${s.runId}\u0000${s.asset}\u0000${s.partition ?? ""}`;
+
+/**
+ * The state store: runs, steps, events and materializations, on PostgreSQL (`url`) or on an
+ * embedded PGlite owned by one process. The only code in floe that writes SQL. Both engines
+ * return the same types: int8 as decimal strings (converted here), timestamptz as Date.
+ *
+ * @example
+ * const store = await StateStore.open({ url: process.env.FLOE_DATABASE_URL, home: ".floe", owner: "floe dev" });
+ * try {
+ *   const run = await store.createRun({ trigger: "manual", steps: [{ asset: "orders", partition: null }] });
+ *   await store.writeBatch({ runs: [{ id: run.id, status: "running", startedAt: new Date() }] });
+ * } finally {
+ *   await store.close();
+ * }
+ */
+export class StateStore {
+  #closed = false;
+
+  private constructor(
+    readonly engine: "postgres" | "pglite",
+    readonly db: Kysely<Database>,
+    private readonly lock: StateLock | undefined,
+  ) {}
+
+  /**
+   * Opens (and migrates) the store. PostgreSQL when `url` is set, else embedded PGlite under
+   * `home`, guarded by `<home>/state.lock`. Wrong URLs, unreachable servers and a store in use
+   * by another process are UserErrors with a one-line message (passwords shown as `***`).
+   *
+   * @example
+   * const store = await StateStore.open({ home: ".floe" }); // embedded
+   * const shared = await StateStore.open({ url: "postgres://floe@db:5432/floe", home: ".floe" });
+   */
+  static async open(opts: OpenOptions): Promise<StateStore> {
+    const migrations = [...coreMigrations, ...(opts.extraMigrations ?? [])];
+    if (opts.url !== undefined && opts.url !== "") return new StateStore("postgres", await openPostgres(opts.url, migrations, opts.owner), undefined);
+    const lock = acquireLock(opts.home, opts.owner ?? "floe");
+    try {
+      const dataDir = join(opts.home, "pglite");
+      mkdirSync(dataDir, { recursive: true });
+      const { PGlite } = await import("@electric-sql/pglite");
+      const client = await PGlite.create(dataDir, { parsers: { [INT8_OID]: (v: string) => v } });
+      const db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
+      try {
+        await migrate(db, migrations, `embedded, in ${opts.home}`);
+      } catch (e) {
+        await db.destroy();
+        throw e;
+      }
+      return new StateStore("pglite", db, lock);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+
+  /**
+   * Records a run and all its steps, plus a `run_created` event, atomically (one statement).
+   *
+   * @example
+   * const run = await store.createRun({ trigger: "manual", selection: "+orders", steps: [{ asset: "orders", partition: "2025-01-01" }] });
+   * run.status; // "queued"
+   */
+  async createRun(run: NewRun): Promise<RunRecord> {
+    const id = run.id ?? randomUUID();
+    const steps = run.steps.map((s) => ({
+      asset: s.asset,
+      partition: s.partition ?? "",
+      status: s.status ?? "pending",
+      attempts: s.attempts ?? 0,
+      metadata: s.metadata ?? {},
+    }));
+    const data = { trigger: run.trigger, selection: run.selection ?? null, partitionRange: run.partitionRange ?? null, steps: steps.length };
+    const { rows } = await sql<Selectable<RunsTable>>`
+      with r as (
+        insert into runs (id, status, trigger, selection, partition_range, parent_run_id, tags)
+        values (${id}, ${run.status ?? "queued"}, ${run.trigger}, ${run.selection ?? null}, ${run.partitionRange ?? null},
+                ${run.parentRunId ?? null}, ${json(run.tags ?? {})}::jsonb)
+        returning *
+      ), s as (
+        insert into run_steps (run_id, asset, partition, seq, status, attempts, metadata, created_at)
+        select r.id, e->>'asset', e->>'partition', o::int, e->>'status', (e->>'attempts')::int, e->'metadata', r.created_at
+        from r, jsonb_array_elements(${json(steps)}::jsonb) with ordinality as t(e, o)
+      ), ev as (
+        insert into events (run_id, type, level, message, data)
+        values (${id}, 'run_created', 'info', ${`run created: ${steps.length} steps`}, ${json(data)}::jsonb)
+      )
+      select * from r`.execute(this.db);
+    return toRun(first(rows));
+  }
+
+  /**
+   * Writes run and step transitions, events and materializations in one set-based statement
+   * (one transaction, one round trip). Several updates of one step or run merge, later fields
+   * winning; of two materializations of one asset partition the newer is kept, here and against
+   * the stored one.
+   *
+   * @example
+   * await store.writeBatch({
+   *   steps: [{ runId, asset: "orders", partition: null, status: "success", endedAt: new Date() }],
+   *   events: [{ runId, asset: "orders", type: "step_success", message: "orders: success" }],
+   *   materializations: [{ asset: "orders", partition: null, runId, materializedAt: new Date(), codeVersion: null, dataVersion: null, metadata: { rows: 10 } }],
+   * });
+   */
+  async writeBatch(batch: WriteBatch): Promise<void> {
+    const runs = mergeBy(batch.runs ?? [], (r) => r.id);
+    const steps = mergeBy(batch.steps ?? [], stepKey);
+    const events = batch.events ?? [];
+    const mats = new Map<string, NewMaterialization>();
+    for (const m of batch.materializations ?? []) {
+      const k = `${m.asset}\u0000${m.partition ?? ""}`;
+      const prev = mats.get(k);
+      if (!prev || prev.materializedAt <= m.materializedAt) mats.set(k, m);
+    }
+    const parts: RawBuilder<unknown>[] = [];
+    if (runs.length > 0) {
+      parts.push(sql`r as (
+        update runs u set
+          status = coalesce(e->>'status', u.status),
+          started_at = coalesce((e->>'startedAt')::timestamptz, u.started_at),
+          ended_at = coalesce((e->>'endedAt')::timestamptz, u.ended_at),
+          error = case when e ? 'error' then e->>'error' else u.error end
+        from jsonb_array_elements(${json(runs)}::jsonb) e
+        where u.id = e->>'id' and u.id = any(${runs.map((r) => r.id)}::text[]))`); // any(): lets the planner use the index
+    }
+    if (steps.length > 0) {
+      parts.push(sql`s as (
+        update run_steps u set
+          status = e->>'status',
+          attempts = coalesce((e->>'attempts')::int, u.attempts),
+          started_at = coalesce((e->>'startedAt')::timestamptz, u.started_at),
+          ended_at = coalesce((e->>'endedAt')::timestamptz, u.ended_at),
+          error = case when e ? 'error' then e->>'error' else u.error end,
+          metadata = case when jsonb_typeof(e->'metadata') = 'object' then e->'metadata' else u.metadata end
+        from jsonb_array_elements(${json(steps)}::jsonb) e
+        where u.run_id = e->>'runId' and u.asset = e->>'asset' and u.partition = coalesce(e->>'partition', ''))`);
+    }
+    if (events.length > 0) {
+      parts.push(sql`ev as (
+        insert into events (run_id, asset, partition, type, level, message, data, created_at)
+        select e->>'runId', e->>'asset', e->>'partition', e->>'type', coalesce(e->>'level', 'info'), e->>'message',
+               nullif(e->'data', 'null'::jsonb), coalesce((e->>'at')::timestamptz, now())
+        from jsonb_array_elements(${json(events)}::jsonb) with ordinality as t(e, o)
+        order by o)`);
+    }
+    if (mats.size > 0) {
+      parts.push(sql`m as (
+        insert into asset_partitions as a (asset, partition, last_run_id, materialized_at, code_version, data_version, metadata)
+        select e->>'asset', coalesce(e->>'partition', ''), e->>'runId', (e->>'materializedAt')::timestamptz,
+               e->>'codeVersion', e->>'dataVersion', coalesce(e->'metadata', '{}')
+        from jsonb_array_elements(${json([...mats.values()])}::jsonb) e
+        on conflict (asset, partition) do update set
+          last_run_id = excluded.last_run_id, materialized_at = excluded.materialized_at, code_version = excluded.code_version,
+          data_version = excluded.data_version, metadata = excluded.metadata
+        where a.materialized_at <= excluded.materialized_at)`);
+    }
+    if (parts.length === 0) return;
+    await sql`with ${sql.join(parts)} select 1`.execute(this.db);
+  }
+
+  /**
+   * A run by exact id or by a unique prefix of at least 4 characters.
+   *
+   * @example
+   * const run = await store.getRun("3f2a9c1e");
+   */
+  async getRun(idOrPrefix: string): Promise<RunRecord> {
+    const exact = await this.db.selectFrom("runs").selectAll().where("id", "=", idOrPrefix).executeTakeFirst();
+    if (exact) return toRun(exact);
+    if (idOrPrefix.length >= 4) {
+      const { rows } = await sql<Selectable<RunsTable> & { matches: number }>`
+        select *, (count(*) over ())::int as matches from runs where starts_with(id, ${idOrPrefix}) limit 1`.execute(this.db);
+      const row = rows[0];
+      if (row && row.matches > 1) throw new UserError(`run prefix \`${idOrPrefix}\` is ambiguous: matches ${row.matches} runs`);
+      if (row) return toRun(row);
+    }
+    throw new UserError(`unknown run \`${idOrPrefix}\`${idOrPrefix.length < 4 ? " (a run id prefix needs at least 4 characters)" : ""}`);
+  }
+
+  /**
+   * Runs, newest first; all of them unless `limit` is given.
+   *
+   * @example
+   * const active = await store.listRuns({ status: ["queued", "running"], limit: 20 });
+   */
+  async listRuns(opts: { limit?: number; status?: readonly RunStatus[] } = {}): Promise<RunRecord[]> {
+    let q = this.db.selectFrom("runs").selectAll().orderBy("created_at", "desc").orderBy("id", "desc");
+    if (opts.status) q = q.where("status", "=", anyOf(opts.status));
+    if (opts.limit !== undefined) q = q.limit(opts.limit);
+    return (await q.execute()).map(toRun);
+  }
+
+  /**
+   * The steps of a run, in plan order.
+   *
+   * @example
+   * const failed = (await store.getSteps(run.id)).filter((s) => s.status === "failed");
+   */
+  async getSteps(runId: string): Promise<StepRecord[]> {
+    const rows = await this.db.selectFrom("run_steps").selectAll().where("run_id", "=", runId).orderBy("seq").orderBy("asset").orderBy("partition").execute();
+    return rows.map(toStep);
+  }
+
+  /**
+   * A run's events in the order they were written; `afterId` and `limit` page through them.
+   *
+   * @example
+   * const next = await store.getEvents(run.id, { afterId: last.id, limit: 100 });
+   */
+  async getEvents(runId: string, opts: { limit?: number; afterId?: number } = {}): Promise<EventRecord[]> {
+    let q = this.db.selectFrom("events").selectAll().where("run_id", "=", runId).orderBy("id");
+    if (opts.afterId !== undefined) q = q.where("id", ">", String(opts.afterId));
+    if (opts.limit !== undefined) q = q.limit(opts.limit);
+    return (await q.execute()).map(toEvent);
+  }
+
+  /**
+   * The latest materialization of each asset partition, of `assets` or of all assets.
+   *
+   * @example
+   * const mats = await store.latestMaterializations(["orders", "lake.orders"]);
+   */
+  async latestMaterializations(assets?: readonly string[]): Promise<MaterializationRecord[]> {
+    if (assets?.length === 0) return [];
+    let q = this.db.selectFrom("asset_partitions").selectAll().orderBy("asset").orderBy("partition");
+    if (assets) q = q.where("asset", "=", anyOf(assets));
+    return (await q.execute()).map(toMaterialization);
+  }
+
+  /**
+   * The latest step of each asset partition (of the newest run that has one), of `assets` or all.
+   *
+   * @example
+   * const running = (await store.latestStepStates(["orders"])).filter((s) => s.status === "running");
+   */
+  async latestStepStates(assets?: readonly string[]): Promise<StepStateRecord[]> {
+    if (assets?.length === 0) return [];
+    let q = this.db
+      .selectFrom("run_steps")
+      .distinctOn(["asset", "partition"])
+      .select(["asset", "partition", "run_id", "status"])
+      .select(sql<Date>`coalesce(ended_at, started_at, created_at)`.as("at"))
+      .orderBy("asset")
+      .orderBy("partition")
+      .orderBy("created_at", "desc") // the run's creation time
+      .orderBy(sql`started_at desc nulls last`)
+      .orderBy("run_id", "desc");
+    if (assets) q = q.where("asset", "=", anyOf(assets));
+    return (await q.execute()).map((r) => ({
+      asset: r.asset,
+      partition: partitionOf(r.partition),
+      runId: r.run_id,
+      status: r.status as StepStatus,
+      at: r.at,
+    }));
+  }
+
+  /**
+   * Closes the connections (and, embedded, PGlite and its lock). Idempotent.
+   *
+   * @example
+   * await store.close();
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.db.destroy();
+    } finally {
+      this.lock?.release();
+    }
+  }
+}
+
+const INT8_OID = 20;
+
+/** `= any($1::text[])`: one array parameter instead of one parameter per value. */
+const anyOf = (values: readonly string[]): RawBuilder<string> => sql<string>`any(${[...values]}::text[])`;
+
+function first<T>(rows: readonly T[]): T {
+  const row = rows[0];
+  if (row === undefined) throw new Error("expected a row");
+  return row;
+}
+
+/** Merges updates with the same key, later defined fields winning, keeping first-seen order. */
+function mergeBy<T extends object>(items: readonly T[], key: (t: T) => string): T[] {
+  const out = new Map<string, T>();
+  for (const item of items) {
+    const k = key(item);
+    const prev = out.get(k);
+    const defined = Object.fromEntries(Object.entries(item).filter(([, v]) => v !== undefined)) as Partial<T>;
+    out.set(k, prev ? { ...prev, ...defined } : item);
+  }
+  return [...out.values()];
+}
+
+function toRun(r: Selectable<RunsTable>): RunRecord {
+  return {
+    id: r.id,
+    status: r.status as RunStatus,
+    trigger: r.trigger,
+    selection: r.selection,
+    partitionRange: r.partition_range,
+    parentRunId: r.parent_run_id,
+    tags: r.tags,
+    error: r.error,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+  };
+}
+
+function toStep(r: Selectable<RunStepsTable>): StepRecord {
+  return {
+    runId: r.run_id,
+    asset: r.asset,
+    partition: partitionOf(r.partition),
+    status: r.status as StepStatus,
+    attempts: r.attempts,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    error: r.error,
+    metadata: r.metadata,
+  };
+}
+
+function toEvent(r: Selectable<EventsTable>): EventRecord {
+  return {
+    id: Number(r.id),
+    runId: r.run_id,
+    asset: r.asset,
+    partition: partitionOf(r.partition),
+    type: r.type,
+    level: r.level as EventLevel,
+    message: r.message,
+    data: r.data,
+    createdAt: r.created_at,
+  };
+}
+
+function toMaterialization(r: Selectable<AssetPartitionsTable>): MaterializationRecord {
+  return {
+    asset: r.asset,
+    partition: partitionOf(r.partition),
+    runId: r.last_run_id,
+    materializedAt: r.materialized_at,
+    codeVersion: r.code_version,
+    dataVersion: r.data_version,
+    metadata: r.metadata,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+interface PgTarget {
+  host: string;
+  port: string;
+  database: string;
+  user: string;
+}
+
+/**
+ * `url` with any password replaced by `***`, also when it does not parse as a URL.
+ *
+ * @example
+ * redactUrl("postgres://floe:s3cret@db:5432/floe"); // "postgres://floe:***@db:5432/floe"
+ */
+export function redactUrl(url: string): string {
+  let out = url.replace(/([?&](?:password|sslpassword)=)[^&]*/gi, "$1***");
+  const at = out.lastIndexOf("@");
+  if (at < 0) return out;
+  const slashes = out.indexOf("//");
+  const colon = out.indexOf(":", slashes >= 0 && slashes < at ? slashes + 2 : 0);
+  if (colon >= 0 && colon < at) out = `${out.slice(0, colon + 1)}***${out.slice(at)}`;
+  return out;
+}
+
+function parsePgUrl(url: string): PgTarget {
+  let u: URL | undefined;
+  try {
+    u = new URL(url);
+  } catch {
+    u = undefined;
+  }
+  if (!u || (u.protocol !== "postgres:" && u.protocol !== "postgresql:")) {
+    throw new UserError(`FLOE_DATABASE_URL is not a postgres:// URL: ${redactUrl(url)}`);
+  }
+  return {
+    host: u.searchParams.get("host") ?? (u.hostname || "localhost"),
+    port: u.port || "5432",
+    database: decodeURIComponent(u.pathname.replace(/^\//, "")) || decodeURIComponent(u.username) || "postgres",
+    user: decodeURIComponent(u.username) || "postgres",
+  };
+}
+
+async function openPostgres(url: string, migrations: readonly Migration[], owner = "floe"): Promise<Kysely<Database>> {
+  const target = parsePgUrl(url);
+  const types = new pg.TypeOverrides();
+  types.setTypeParser(INT8_OID, (v: string) => v); // the default, whatever another library set globally
+  const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 5000, application_name: owner, types });
+  pool.on("error", () => {}); // an idle client lost its connection: the next query reconnects
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    await migrate(db, migrations, `PostgreSQL at ${target.host}:${target.port}/${target.database}`);
+  } catch (e) {
+    await db.destroy().catch(() => {});
+    throw connectionError(e, target) ?? e;
+  }
+  return db;
+}
+
+/** A one-line UserError for a failure to connect, or undefined for any other error. */
+function connectionError(e: unknown, t: PgTarget): UserError | undefined {
+  if (!(e instanceof Error)) return undefined;
+  const at = `${t.host}:${t.port}`;
+  const inner = e instanceof AggregateError ? e.errors.find((x): x is Error => x instanceof Error) : undefined;
+  const code = errorCode(e) ?? errorCode(inner);
+  const network = ["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ECONNRESET", "ENOENT"];
+  if (code !== undefined && network.includes(code)) {
+    return new UserError(`cannot reach PostgreSQL at ${at} (${code}); is it running? check FLOE_DATABASE_URL`);
+  }
+  if (/connection timeout|timeout expired/i.test(e.message)) {
+    return new UserError(`cannot reach PostgreSQL at ${at} (timed out after 5 s); is it running? check FLOE_DATABASE_URL`);
+  }
+  if (/^Connection terminated unexpectedly/.test(e.message)) {
+    return new UserError(`cannot reach PostgreSQL at ${at} (the connection was closed); is it running? check FLOE_DATABASE_URL`);
+  }
+  if (code === "3D000") {
+    return new UserError(`PostgreSQL at ${at} has no database \`${t.database}\`; create it (createdb ${t.database}) or check FLOE_DATABASE_URL`);
+  }
+  if (code === "28P01" || code === "28000" || /^SASL|password/i.test(e.message)) {
+    return new UserError(`PostgreSQL at ${at} rejected user \`${t.user}\` (${oneLine(e.message)}); check FLOE_DATABASE_URL`);
+  }
+  return undefined;
+}
+
+function errorCode(e: unknown): string | undefined {
+  return e instanceof Error && "code" in e && typeof e.code === "string" ? e.code : undefined;
+}
+
+const oneLine = (s: string): string => s.split("\n")[0]!.trim();
