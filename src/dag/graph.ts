@@ -118,6 +118,28 @@ export class AssetGraph {
     return this.walk(key, "outbound", depth);
   }
 
+  /**
+   * Every key within `depth` edges upstream (`inbound`) or downstream (`outbound`) of any of
+   * `keys`, the keys themselves included. One breadth-first walk from all of them at once.
+   */
+  expand(keys: Iterable<string>, mode: "inbound" | "outbound", depth = Infinity): Set<string> {
+    const seen = new Set(keys);
+    let frontier = [...seen];
+    for (let d = 0; d < depth && frontier.length > 0; d++) {
+      const next: string[] = [];
+      for (const k of frontier) {
+        for (const n of mode === "inbound" ? this.graph.inNeighbors(k) : this.graph.outNeighbors(k)) {
+          if (!seen.has(n)) {
+            seen.add(n);
+            next.push(n);
+          }
+        }
+      }
+      frontier = next;
+    }
+    return seen;
+  }
+
   /** Keys in topological generations: every asset comes after all its upstream assets. */
   generations(keys?: ReadonlySet<string>): string[][] {
     const gens = topologicalGenerations(this.graph);
