@@ -1,0 +1,130 @@
+import { UserError } from "../errors.js";
+import type { AssetGraph } from "../dag/graph.js";
+import { plan, stepId, type PartitionSelection, type StepKey } from "../dag/plan.js";
+import { assetStatuses, type PartitionStatus } from "../dag/staleness.js";
+import type { NewRun, StateStore, StepStatus } from "../state/index.js";
+import { executeRun, type RunOutcome, type RunnerOptions } from "./runner.js";
+
+/**
+ * Status of every partition of `assets` from the state store (one query each for
+ * materializations and latest steps).
+ *
+ * @example
+ * const rows = await statusOf(store, graph, graph.keys());
+ */
+export async function statusOf(store: StateStore, graph: AssetGraph, assets: readonly string[], now = new Date()): Promise<PartitionStatus[]> {
+  const needed = new Set(assets);
+  for (const a of assets) for (const u of graph.upstream(a)) needed.add(u);
+  const keys = [...needed];
+  const [mats, steps] = await Promise.all([store.latestMaterializations(keys), store.latestStepStates(keys)]);
+  return assetStatuses(graph, assets, mats, steps, now);
+}
+
+export interface MaterializeRequest {
+  assets: ReadonlySet<string>;
+  selection: string;
+  partitions?: PartitionSelection;
+  /** Only steps that are stale, missing or failed, plus their downstream within the selection. */
+  staleOnly?: boolean;
+  trigger?: string;
+  tags?: Record<string, string>;
+}
+
+/** The outcome of a materialization; `runId` is null when `staleOnly` found nothing to do. */
+export type MaterializeOutcome = RunOutcome | { runId: null; status: "success"; steps: [] };
+
+/**
+ * Plans a selection, records the run and executes it in this process.
+ *
+ * @example
+ * const outcome = await materialize(store, graph, { assets: select(graph, "+orders"), selection: "+orders" });
+ */
+export async function materialize(
+  store: StateStore,
+  graph: AssetGraph,
+  request: MaterializeRequest,
+  options: RunnerOptions = {},
+): Promise<MaterializeOutcome> {
+  let steps: StepKey[] = plan(graph, request.assets, request.partitions).steps;
+  if (request.staleOnly) steps = await staleSteps(store, graph, steps);
+  if (steps.length === 0) return { runId: null, status: "success", steps: [] };
+  const range = request.partitions === undefined || "all" in request.partitions
+    ? null
+    : "key" in request.partitions ? request.partitions.key : `${request.partitions.from}…${request.partitions.to}`;
+  const run = await store.createRun({
+    trigger: request.trigger ?? "manual",
+    selection: request.selection,
+    partitionRange: range,
+    tags: request.tags ?? {},
+    status: "queued",
+    steps: steps.map((s) => ({ asset: s.asset, partition: s.partition })),
+  });
+  return executeRun(store, graph, run.id, options);
+}
+
+/** The steps among `steps` that are not fresh, plus every step downstream of those. */
+async function staleSteps(store: StateStore, graph: AssetGraph, steps: readonly StepKey[]): Promise<StepKey[]> {
+  const assets = [...new Set(steps.map((s) => s.asset))];
+  const statuses = new Map((await statusOf(store, graph, assets)).map((r) => [stepId(r.asset, r.partition), r.status]));
+  const chosen = new Set<string>();
+  const chosenByAsset = new Map<string, Set<string | null>>();
+  // Steps come in topological order: a step is chosen when it is not fresh or a step it reads was chosen.
+  for (const s of steps) {
+    const id = stepId(s.asset, s.partition);
+    const upstreamChosen = graph.parents(s.asset).some((p) => {
+      const partitions = chosenByAsset.get(p);
+      if (!partitions) return false;
+      return graph.asset(p).partitions !== undefined && s.partition !== null ? partitions.has(s.partition) : true;
+    });
+    if (statuses.get(id) !== "materialized" || upstreamChosen) {
+      chosen.add(id);
+      const set = chosenByAsset.get(s.asset) ?? new Set<string | null>();
+      set.add(s.partition);
+      chosenByAsset.set(s.asset, set);
+    }
+  }
+  return steps.filter((s) => chosen.has(stepId(s.asset, s.partition)));
+}
+
+/**
+ * Re-executes a run as a new run. With `fromFailure`, only its failed, upstream-failed and
+ * skipped steps run; its successful steps are reused. Returns null when nothing failed.
+ *
+ * @example
+ * const outcome = await rerun(store, graph, "3f2a9c1e", { fromFailure: true });
+ */
+export async function rerun(
+  store: StateStore,
+  graph: AssetGraph,
+  idOrPrefix: string,
+  opts: { fromFailure: boolean },
+  options: RunnerOptions = {},
+): Promise<RunOutcome | null> {
+  const parent = await store.getRun(idOrPrefix);
+  if (parent.status === "queued" || parent.status === "running") {
+    throw new UserError(`run ${parent.id.slice(0, 8)} is still ${parent.status}; wait for it to finish before rerunning it`);
+  }
+  const steps = await store.getSteps(parent.id);
+  for (const s of steps) {
+    if (!graph.has(s.asset)) {
+      throw new UserError(`run ${parent.id.slice(0, 8)} has a step of asset \`${s.asset}\`, which no loaded pipeline declares now`);
+    }
+  }
+  const redo: ReadonlySet<StepStatus> = new Set(["failed", "upstream_failed", "skipped", "pending", "running"]);
+  if (opts.fromFailure && !steps.some((s) => redo.has(s.status))) return null;
+  const newRun: NewRun = {
+    trigger: "rerun",
+    selection: parent.selection,
+    partitionRange: parent.partitionRange,
+    parentRunId: parent.id,
+    tags: { ...parent.tags, ...(opts.fromFailure ? { "floe/from_failure": "true" } : {}) },
+    status: "queued",
+    steps: steps.map((s) =>
+      opts.fromFailure && !redo.has(s.status)
+        ? { asset: s.asset, partition: s.partition, status: "success" as const, metadata: s.metadata, attempts: 0 }
+        : { asset: s.asset, partition: s.partition },
+    ),
+  };
+  const run = await store.createRun(newRun);
+  return executeRun(store, graph, run.id, options);
+}

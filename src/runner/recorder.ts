@@ -1,0 +1,89 @@
+import type { NewEvent, NewMaterialization, RunUpdate, StateStore, StepUpdate } from "../state/index.js";
+
+/**
+ * Group commit for a run's writes: transitions, events and materializations are queued and
+ * written in one set-based transaction per flush, one flush in flight at a time, in order.
+ * Under load many steps share one transaction; alone, a write goes out at once.
+ *
+ * @example
+ * const rec = new Recorder(store);
+ * rec.step({ runId, asset: "orders", partition: null, status: "running" });
+ * await rec.flush(); // everything queued so far is durable
+ */
+export class Recorder {
+  private steps = new Map<string, StepUpdate>();
+  private runs = new Map<string, RunUpdate>();
+  private events: NewEvent[] = [];
+  private materializations = new Map<string, NewMaterialization>();
+  private inFlight: Promise<void> | undefined;
+  /** The first write error; once set, the run must stop. */
+  error: Error | undefined;
+
+  constructor(private readonly store: StateStore) {}
+
+  step(u: StepUpdate): void {
+    const k = `${u.runId}\u0000${u.asset}\u0000${u.partition ?? ""}`;
+    const prev = this.steps.get(k);
+    this.steps.set(k, prev ? { ...prev, ...stripUndefined(u) } : u);
+    this.kick();
+  }
+
+  run(u: RunUpdate): void {
+    const prev = this.runs.get(u.id);
+    this.runs.set(u.id, prev ? { ...prev, ...stripUndefined(u) } : u);
+    this.kick();
+  }
+
+  event(e: NewEvent): void {
+    this.events.push({ at: new Date(), ...e });
+    this.kick();
+  }
+
+  materialization(m: NewMaterialization): void {
+    this.materializations.set(`${m.asset}\u0000${m.partition ?? ""}`, m);
+    this.kick();
+  }
+
+  /** Resolves when everything queued before the call is written; rejects with the write error. */
+  async flush(): Promise<void> {
+    while (this.inFlight || this.pending()) {
+      if (!this.inFlight) this.kick();
+      await this.inFlight;
+    }
+    if (this.error) throw this.error;
+  }
+
+  private pending(): boolean {
+    return this.steps.size + this.runs.size + this.events.length + this.materializations.size > 0;
+  }
+
+  private kick(): void {
+    if (this.inFlight || this.error) return;
+    this.inFlight = (async () => {
+      // Let the current tick queue more work before writing.
+      await new Promise<void>((r) => setImmediate(r));
+      while (this.pending() && !this.error) {
+        const batch = {
+          steps: [...this.steps.values()],
+          runs: [...this.runs.values()],
+          events: this.events,
+          materializations: [...this.materializations.values()],
+        };
+        this.steps = new Map();
+        this.runs = new Map();
+        this.events = [];
+        this.materializations = new Map();
+        try {
+          await this.store.writeBatch(batch);
+        } catch (e) {
+          this.error = e instanceof Error ? e : new Error(String(e));
+        }
+      }
+      this.inFlight = undefined;
+    })();
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
