@@ -1,0 +1,346 @@
+import { Command, CommanderError } from "commander";
+import { UserError, isUserError } from "../errors.js";
+import type { AssetGraph } from "../dag/graph.js";
+import type { PartitionSelection } from "../dag/plan.js";
+import { select } from "../dag/selection.js";
+import { loadSettings, type ProjectSettings } from "../project/config.js";
+import { loadProject } from "../project/load.js";
+import { materialize, rerun, statusOf, type MaterializeOutcome } from "../runner/launch.js";
+import type { ProgressEvent, RunOutcome } from "../runner/runner.js";
+import { StateStore } from "../state/index.js";
+import { duration, ranges, shortId, symbol, table, time } from "./format.js";
+
+/** Where the CLI writes; tests pass their own. */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const processIo: Io = {
+  out: (t) => process.stdout.write(t.endsWith("\n") ? t : `${t}\n`),
+  err: (t) => process.stderr.write(t.endsWith("\n") ? t : `${t}\n`),
+};
+
+/** Exit codes of the CLI contract. */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+interface Common {
+  project?: string;
+  json?: boolean;
+}
+
+/**
+ * Runs the floe CLI and resolves to its exit code: 0 success, 1 the work failed, 2 bad input.
+ *
+ * @example
+ * process.exitCode = await main(["materialize", "--select", "+orders"]);
+ */
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = new Command("floe")
+    .description("Asset-based data orchestrator: declare assets in pipelines/*.ts, materialize them, watch them.")
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .configureOutput({
+      writeOut: (s) => io.out(s),
+      writeErr: (s) => io.err(s),
+      outputError: (s, write) => write(`floe: ${s.replace(/^error: /, "")}`),
+    });
+
+  const command = (name: string, description: string): Command =>
+    program
+      .command(name)
+      .description(description)
+      .option("--project <dir>", "project folder (default: current folder)")
+      .exitOverride();
+
+  command("list", "list assets with their kind, pipeline and partitions")
+    .option("--json", "machine-readable output")
+    .action(async (o: Common) => {
+      const { graph } = await project(o);
+      const assets = graph.generations().flat().map((key) => {
+        const { asset, pipeline, module } = graph.node(key);
+        return { key, kind: asset.kind, kinds: asset.kinds, pipeline, module, partitions: asset.partitions?.describe() ?? null, deps: [...asset.deps], tags: asset.tags };
+      });
+      if (o.json) {
+        const pipelines = [...graph.pipelines.values()].map(({ pipeline, module }) => ({
+          name: pipeline.name, module, assets: pipeline.assets.map((a) => a.key), schedule: pipeline.schedule ?? null,
+        }));
+        io.out(JSON.stringify({ assets, pipelines }, null, 2));
+        return;
+      }
+      io.out(table(["ASSET", "KIND", "PIPELINE", "PARTITIONS", "DEPS"], assets.map((a) => [a.key, a.kind, a.pipeline, a.partitions ?? "", a.deps.join(", ")])));
+    });
+
+  command("lineage", "show the asset graph, upstream to downstream")
+    .option("--select <selection>", "only these assets (selection syntax)")
+    .option("--json", "nodes and edges as JSON")
+    .action(async (o: Common & { select?: string }) => {
+      const { graph } = await project(o);
+      const keys = o.select === undefined ? new Set(graph.keys()) : selectOrFail(graph, o.select);
+      const generations = graph.generations(keys);
+      const nodes = generations.flat().map((key) => ({ key, kind: graph.asset(key).kind, pipeline: graph.node(key).pipeline }));
+      const edges = nodes.flatMap((n) => graph.parents(n.key).filter((p) => keys.has(p)).map((p) => ({ from: p, to: n.key })));
+      if (o.json) {
+        io.out(JSON.stringify({ nodes, edges }, null, 2));
+        return;
+      }
+      const lines: string[] = [];
+      generations.forEach((gen, i) => {
+        lines.push(`${i === 0 ? "" : "\n"}generation ${i}`);
+        for (const key of gen) {
+          const from = graph.parents(key).filter((p) => keys.has(p));
+          lines.push(`  ${from.length > 0 ? `${from.join(", ")} ─▶ ` : ""}${key}  (${graph.asset(key).kind}, ${graph.node(key).pipeline})`);
+        }
+      });
+      io.out(lines.join("\n"));
+    });
+
+  command("materialize", "materialize a selection of assets now")
+    .requiredOption("--select <selection>", "assets to materialize, e.g. `+orders` or `pipeline:orders`")
+    .option("--partition <key>", "one partition of the partitioned assets")
+    .option("--from <key>", "first partition of a range")
+    .option("--to <key>", "last partition of a range")
+    .option("--stale", "only steps that are stale, missing or failed (and what they feed)")
+    .option("--json", "machine-readable result")
+    .action(async (o: Common & { select: string; partition?: string; from?: string; to?: string; stale?: boolean }) => {
+      const partitions = partitionSelection(o);
+      const ctx = await project(o);
+      const assets = selectOrFail(ctx.graph, o.select);
+      code = await withStore(ctx.settings, "floe materialize", async (store) => {
+        const outcome = await cancellable((signal) =>
+          materialize(store, ctx.graph, { assets, selection: o.select, ...(partitions ? { partitions } : {}), staleOnly: o.stale === true }, {
+            signal, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
+          }),
+        );
+        return report(io, outcome, o.json === true, o.stale ? "nothing is stale or missing in the selection" : "");
+      });
+    });
+
+  command("status", "status of each asset (and partition): materialized, stale, missing, failed, running")
+    .option("--select <selection>", "only these assets")
+    .option("--json", "one row per asset partition")
+    .action(async (o: Common & { select?: string }) => {
+      const ctx = await project(o);
+      const keys = o.select === undefined ? ctx.graph.generations().flat() : ctx.graph.generations(selectOrFail(ctx.graph, o.select)).flat();
+      const rows = await withStore(ctx.settings, "floe status", (store) => statusOf(store, ctx.graph, keys));
+      if (o.json) {
+        io.out(JSON.stringify(rows.map((r) => ({
+          asset: r.asset, partition: r.partition, status: r.status, lastRunId: r.lastRunId,
+          lastMaterializedAt: r.lastMaterializedAt?.toISOString() ?? null, ...(r.reason ? { reason: r.reason } : {}),
+        })), null, 2));
+        return;
+      }
+      const out: string[][] = [];
+      for (const key of keys) {
+        const mine = rows.filter((r) => r.asset === key);
+        const latest = mine.reduce<(typeof mine)[number] | undefined>((a, b) => (!a || (b.lastMaterializedAt ?? 0) > (a.lastMaterializedAt ?? 0) ? b : a), undefined);
+        const when = time(latest?.lastMaterializedAt ?? null);
+        if (ctx.graph.asset(key).partitions === undefined) {
+          const r = mine[0]!;
+          out.push([key, `${symbol(r.status)} ${r.status}${r.reason ? ` (${r.reason})` : ""}`, when]);
+        } else {
+          const spans = ranges(mine.map((r) => ({ key: r.partition!, status: r.status })));
+          const text = spans.length === 0 ? "no partitions yet" : spans.map((s) => (s.count === 1 ? `${s.from} ${s.status}` : `${s.from}…${s.to} ${s.status} (${s.count})`)).join(", ");
+          out.push([key, text, when]);
+        }
+      }
+      io.out(table(["ASSET", "STATUS", "LAST MATERIALIZED"], out));
+    });
+
+  command("runs", "recent runs, newest first")
+    .option("--limit <n>", "how many", "20")
+    .option("--json", "machine-readable output")
+    .action(async (o: Common & { limit: string }) => {
+      const limit = positiveInt(o.limit, "--limit");
+      const settings = await loadSettings(o.project ?? process.cwd());
+      const runs = await withStore(settings, "floe runs", (store) => store.listRuns({ limit }));
+      if (o.json) {
+        io.out(JSON.stringify(runs.map(runJson), null, 2));
+        return;
+      }
+      if (runs.length === 0) {
+        io.out("no runs yet; start one with `floe materialize --select <asset>`");
+        return;
+      }
+      io.out(table(["RUN", "STATUS", "TRIGGER", "STARTED", "DURATION", "SELECTION"], runs.map((r) => [
+        shortId(r.id), r.status, r.trigger, time(r.startedAt ?? r.createdAt),
+        duration(r.startedAt && r.endedAt ? r.endedAt.getTime() - r.startedAt.getTime() : null),
+        `${r.selection ?? ""}${r.partitionRange ? ` [${r.partitionRange}]` : ""}`,
+      ])));
+    });
+
+  command("run", "one run: its steps, timings, errors and logs")
+    .argument("<id>", "run id or a unique prefix of it (4+ characters)")
+    .option("--json", "machine-readable output")
+    .action(async (id: string, o: Common) => {
+      const settings = await loadSettings(o.project ?? process.cwd());
+      const { run, steps, events } = await withStore(settings, "floe run", async (store) => {
+        const r = await store.getRun(id);
+        const [s, e] = await Promise.all([store.getSteps(r.id), store.getEvents(r.id)]);
+        return { run: r, steps: s, events: e };
+      });
+      if (o.json) {
+        io.out(JSON.stringify({
+          ...runJson(run),
+          steps: steps.map((s) => ({
+            asset: s.asset, partition: s.partition, status: s.status, metadata: s.metadata, attempts: s.attempts,
+            startedAt: s.startedAt?.toISOString() ?? null, endedAt: s.endedAt?.toISOString() ?? null, ...(s.error ? { error: s.error } : {}),
+          })),
+          events: events.map((e) => ({ id: e.id, at: e.createdAt.toISOString(), type: e.type, level: e.level, asset: e.asset, partition: e.partition, message: e.message, data: e.data })),
+        }, null, 2));
+        return;
+      }
+      const lines = [
+        `run ${run.id}  ${run.status}  (${run.trigger}${run.parentRunId ? ` of ${shortId(run.parentRunId)}` : ""})`,
+        `selection ${run.selection ?? ""}${run.partitionRange ? `  partitions ${run.partitionRange}` : ""}`,
+        `started ${time(run.startedAt)}  ended ${time(run.endedAt)}  ${duration(run.startedAt && run.endedAt ? run.endedAt.getTime() - run.startedAt.getTime() : null)}`,
+        "",
+        table(["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"], steps.map((s) => [
+          s.partition === null ? s.asset : `${s.asset}[${s.partition}]`, `${symbol(s.status)} ${s.status}`, String(s.attempts),
+          duration(s.startedAt && s.endedAt ? s.endedAt.getTime() - s.startedAt.getTime() : null), (s.error ?? "").split("\n")[0]!,
+        ])),
+      ];
+      const logs = events.filter((e) => e.type === "log" || e.level === "error" || e.level === "warn").slice(-30);
+      if (logs.length > 0) {
+        lines.push("", "events:");
+        for (const e of logs) lines.push(`  ${time(e.createdAt)} ${e.level.padEnd(5)} ${e.asset ? `${e.asset}${e.partition ? `[${e.partition}]` : ""}: ` : ""}${e.type === "log" ? e.message : e.message.replace(/^[^:]+: /, "")}`);
+      }
+      io.out(lines.join("\n"));
+    });
+
+  command("rerun", "re-execute a run as a new run")
+    .argument("<id>", "run id or a unique prefix of it")
+    .option("--from-failure", "only the failed and upstream-failed steps; reuse its successes")
+    .option("--json", "machine-readable result")
+    .action(async (id: string, o: Common & { fromFailure?: boolean }) => {
+      const ctx = await project(o);
+      code = await withStore(ctx.settings, "floe rerun", async (store) => {
+        const outcome = await cancellable((signal) =>
+          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, ...(o.json ? {} : { onProgress: progress(io) }) }),
+        );
+        if (outcome === null) {
+          const run = await store.getRun(id);
+          const msg = `run ${shortId(run.id)} has no failed steps; nothing to rerun`;
+          if (o.json) io.out(JSON.stringify({ runId: null, status: "success", steps: [], message: msg }, null, 2));
+          else io.out(msg);
+          return EXIT.ok;
+        }
+        return report(io, outcome, o.json === true, "");
+      });
+    });
+
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return EXIT.ok;
+      return EXIT.usage; // commander already printed its one-line message
+    }
+    if (isUserError(e)) {
+      io.err(`floe: ${e.message}`);
+      return EXIT.usage;
+    }
+    const err = e instanceof Error ? e : new Error(String(e));
+    io.err(`floe: internal error: ${err.message}`);
+    if (process.env.FLOE_DEBUG) io.err(err.stack ?? "");
+    return EXIT.failed;
+  }
+}
+
+async function project(o: Common): Promise<{ settings: ProjectSettings; graph: AssetGraph }> {
+  const settings = await loadSettings(o.project ?? process.cwd());
+  const { graph } = await loadProject(settings.dir);
+  return { settings, graph };
+}
+
+async function withStore<T>(settings: ProjectSettings, owner: string, fn: (store: StateStore) => Promise<T>): Promise<T> {
+  const store = await StateStore.open({ url: settings.databaseUrl, home: settings.home, owner });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function selectOrFail(graph: AssetGraph, expr: string): Set<string> {
+  return select(graph, expr);
+}
+
+function partitionSelection(o: { partition?: string; from?: string; to?: string }): PartitionSelection | undefined {
+  if (o.partition !== undefined && (o.from !== undefined || o.to !== undefined)) {
+    throw new UserError("give either --partition KEY or --from KEY --to KEY, not both");
+  }
+  if (o.partition !== undefined) return { key: o.partition };
+  if ((o.from === undefined) !== (o.to === undefined)) {
+    throw new UserError(`${o.from === undefined ? "--to" : "--from"} needs ${o.from === undefined ? "--from" : "--to"} too`);
+  }
+  if (o.from !== undefined && o.to !== undefined) return { from: o.from, to: o.to };
+  return undefined;
+}
+
+function positiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new UserError(`${flag} must be a positive whole number, got \`${value}\``);
+  return n;
+}
+
+/** Runs `fn` with a signal that the first Ctrl-C aborts (the run ends canceled); a second one exits. */
+async function cancellable<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const onSignal = (): void => {
+    if (controller.signal.aborted) process.exit(130);
+    process.stderr.write("\nfloe: canceling: waiting for running steps (press Ctrl-C again to exit now)\n");
+    controller.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    return await fn(controller.signal);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+function progress(io: Io): (e: ProgressEvent) => void {
+  return (e) => {
+    if (e.type === "step_retry") {
+      io.err(`  ↻ ${e.asset}${e.partition ? `[${e.partition}]` : ""}: attempt ${e.attempt} failed (${e.error.split("\n")[0]}); retrying in ${duration(e.delayMs)}`);
+    } else if (e.type === "step_finished") {
+      const o = e.outcome;
+      const name = `${o.asset}${o.partition ? `[${o.partition}]` : ""}`;
+      io.err(`  ${symbol(o.status)} ${name}  ${o.status === "success" ? duration(o.durationMs) : o.status}${o.error ? `: ${o.error.split("\n")[0]}` : ""}`);
+    }
+  };
+}
+
+function report(io: Io, outcome: MaterializeOutcome | RunOutcome, json: boolean, emptyMessage: string): number {
+  if (json) {
+    io.out(JSON.stringify({
+      runId: outcome.runId,
+      status: outcome.status,
+      steps: outcome.steps.map((s) => ({ asset: s.asset, partition: s.partition, status: s.status, metadata: s.metadata, ...(s.error ? { error: s.error } : {}) })),
+      ...(outcome.runId === null ? { message: emptyMessage } : {}),
+    }, null, 2));
+  } else if (outcome.runId === null) {
+    io.out(emptyMessage);
+  } else {
+    const count = (st: string): number => outcome.steps.filter((s) => s.status === st).length;
+    const parts = [`${count("success")} succeeded`, `${count("failed")} failed`];
+    if (count("upstream_failed") > 0) parts.push(`${count("upstream_failed")} upstream failed`);
+    if (count("skipped") > 0) parts.push(`${count("skipped")} skipped`);
+    io.out(`run ${shortId(outcome.runId)} ${outcome.status}: ${parts.join(", ")}${outcome.status === "success" ? "" : `  (details: floe run ${shortId(outcome.runId)})`}`);
+  }
+  return outcome.status === "success" ? EXIT.ok : EXIT.failed;
+}
+
+function runJson(r: Awaited<ReturnType<StateStore["getRun"]>>): Record<string, unknown> {
+  return {
+    runId: r.id, status: r.status, trigger: r.trigger, selection: r.selection, partitionRange: r.partitionRange, parentRunId: r.parentRunId,
+    tags: r.tags, error: r.error, createdAt: r.createdAt.toISOString(), startedAt: r.startedAt?.toISOString() ?? null, endedAt: r.endedAt?.toISOString() ?? null,
+  };
+}
+
+

@@ -1,0 +1,38 @@
+/**
+ * floe: an asset-based data orchestrator for Node.js.
+ *
+ * @example
+ * import { asset, pipeline, partitions } from "floe";
+ * export const raw = asset("raw_orders", { partitions: partitions.daily({ start: "2025-01-01" }), materialize: () => ({ metadata: { rows: 3 } }) });
+ * export default pipeline("orders", { assets: [raw] });
+ */
+export { asset, defineAsset, pipeline } from "./assets/asset.js";
+export type { AssetDep, AssetOptions, KindAssetOptions, PipelineOptions } from "./assets/asset.js";
+export { partitions, isPartitionsDefinition, MULTI_SEPARATOR } from "./dag/partitions.js";
+export type { PartitionsDefinition, TimeWindowOptions } from "./dag/partitions.js";
+export type {
+  AssetDefinition,
+  MaterializeResult,
+  PipelineDefinition,
+  RetryPolicy,
+  ScheduleDefinition,
+  StepContext,
+  StepLogger,
+  UpstreamMaterialization,
+} from "./dag/types.js";
+export { isAssetDefinition, isPipelineDefinition } from "./dag/types.js";
+export { AssetGraph } from "./dag/graph.js";
+export { select, parseSelection } from "./dag/selection.js";
+export { plan, linkSteps, stepId } from "./dag/plan.js";
+export type { Plan, PlannedStep, StepKey, PartitionSelection } from "./dag/plan.js";
+export { assetStatuses } from "./dag/staleness.js";
+export type { AssetStatus, PartitionStatus } from "./dag/staleness.js";
+export { defineConfig } from "./project/config.js";
+export type { FloeConfig } from "./project/config.js";
+export { loadProject } from "./project/load.js";
+export { executeRun } from "./runner/runner.js";
+export type { Resources, RunOutcome, StepOutcome, RunnerOptions, ProgressEvent } from "./runner/runner.js";
+export { materialize, rerun, statusOf } from "./runner/launch.js";
+export { StateStore } from "./state/index.js";
+export { UserError } from "./errors.js";
+export { main } from "./cli/main.js";

@@ -1,0 +1,73 @@
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { z } from "zod";
+import { UserError } from "../errors.js";
+import { importUserModule } from "./load.js";
+
+const configSchema = z
+  .object({
+    /** PostgreSQL URL of the state store; default: embedded PGlite under `.floe/`. */
+    databaseUrl: z.string().optional(),
+    /** Folder (relative to the project) or `s3://bucket/prefix` for tables. Default `.floe/warehouse`. */
+    warehouse: z.string().optional(),
+    /** floe's own folder (embedded store, staging). Default `.floe`. */
+    home: z.string().optional(),
+    /** Steps at once per run (default: cores). */
+    concurrency: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export type FloeConfig = z.infer<typeof configSchema>;
+
+/**
+ * Declares the project config in `floe.config.ts` (typed; validated when floe starts).
+ *
+ * @example
+ * export default defineConfig({ warehouse: "s3://lake/warehouse", concurrency: 4 });
+ */
+export function defineConfig(config: FloeConfig): FloeConfig {
+  return config;
+}
+
+/** The resolved settings of a project: config file, then environment variables on top. */
+export interface ProjectSettings {
+  dir: string;
+  home: string;
+  databaseUrl: string | undefined;
+  warehouse: string;
+  concurrency: number | undefined;
+}
+
+/**
+ * Reads `floe.config.ts` (optional) and the environment (`FLOE_DATABASE_URL`, `FLOE_WAREHOUSE`,
+ * `FLOE_HOME` win over the file).
+ *
+ * @example
+ * const settings = await loadSettings("/path/to/project");
+ */
+export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = process.env): Promise<ProjectSettings> {
+  const dir = resolve(projectDir);
+  if (!existsSync(dir)) throw new UserError(`project folder ${dir} does not exist (--project)`);
+  let config: FloeConfig = {};
+  const file = ["floe.config.ts", "floe.config.mts", "floe.config.js", "floe.config.mjs"].map((f) => join(dir, f)).find(existsSync);
+  if (file) {
+    const mod = await importUserModule(file, dir);
+    const parsed = configSchema.safeParse(mod.default ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      const path = issue.path.join(".") || "(root)";
+      throw new UserError(`${file.slice(dir.length + 1)}: ${path}: ${issue.message}`);
+    }
+    config = parsed.data;
+  }
+  const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === "" ? undefined : v);
+  const home = resolve(dir, nonEmpty(env.FLOE_HOME) ?? config.home ?? ".floe");
+  const warehouse = nonEmpty(env.FLOE_WAREHOUSE) ?? config.warehouse ?? join(home, "warehouse");
+  return {
+    dir,
+    home,
+    databaseUrl: nonEmpty(env.FLOE_DATABASE_URL) ?? config.databaseUrl,
+    warehouse: warehouse.startsWith("s3://") ? warehouse : resolve(dir, warehouse),
+    concurrency: config.concurrency,
+  };
+}

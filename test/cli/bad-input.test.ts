@@ -1,0 +1,121 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { floe, pipelineModule, tempProject } from "../helpers/project.js";
+import { testDatabase } from "../helpers/pg.js";
+
+// Every bad input: one line naming the problem, exit code 2, no stack trace, nothing recorded.
+let db: { url: string; drop(): Promise<void> } | undefined;
+beforeAll(async () => {
+  db = await testDatabase();
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+const good = pipelineModule("orders", { raw_orders: [], orders: ["raw_orders"], report: ["orders"] });
+
+function expectUserError(r: { code: number; stdout: string; stderr: string }, message: string | RegExp): void {
+  expect(r.code, r.stderr + r.stdout).toBe(2);
+  const lines = r.stderr.trim().split("\n");
+  expect(lines, r.stderr).toHaveLength(1);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  if (typeof message === "string") expect(lines[0]).toBe(`floe: ${message}`);
+  else expect(lines[0]).toMatch(message);
+}
+
+async function inProject(files: Record<string, string>, args: string[], env: Record<string, string | undefined> = {}) {
+  const p = tempProject(files);
+  try {
+    return await floe(args, { cwd: p.dir, env: { FLOE_DATABASE_URL: db?.url, ...env } });
+  } finally {
+    p.remove();
+  }
+}
+
+describe("bad input", () => {
+  it("syntax error in a pipeline module names file and line", async () => {
+    const r = await inProject({ "pipelines/orders.ts": good, "pipelines/broken.ts": 'import { asset } from "floe";\n\nconst x = asset("x", {\n  materialize: () => ({ metadata: {} }) +\n});\n' }, ["list"]);
+    expectUserError(r, /^floe: pipelines\/broken\.ts:5:\d+: syntax error: /);
+  });
+
+  it("a module that throws while loading names file and line", async () => {
+    const r = await inProject({ "pipelines/orders.ts": good, "pipelines/boom.ts": 'import { pipeline } from "floe";\nconst config = undefined as unknown as { x: number };\nexport default pipeline("boom", { assets: [config.x as never] });\n' }, ["list"]);
+    expectUserError(r, /^floe: pipelines\/boom\.ts:3: failed to load: .*(undefined|reading 'x')/);
+  });
+
+  it("a module with no pipeline export", async () => {
+    const r = await inProject({ "pipelines/orders.ts": good, "pipelines/helpers.ts": "export const x = 1;\n" }, ["list"]);
+    expectUserError(r, 'pipelines/helpers.ts exports no pipeline; add `export default pipeline("name", { assets: [...] })`');
+  });
+
+  it("a duplicate asset key names both modules", async () => {
+    const r = await inProject({ "pipelines/a.ts": pipelineModule("a", { orders: [] }), "pipelines/b.ts": pipelineModule("b", { orders: [] }) }, ["list"]);
+    expectUserError(r, "duplicate asset key `orders` in pipelines/a.ts and pipelines/b.ts (pipelines `a` and `b`)");
+  });
+
+  it("a cycle is spelled out", async () => {
+    const r = await inProject({ "pipelines/a.ts": pipelineModule("a", { x: ["z"], y: ["x"], z: ["y"] }) }, ["lineage"]);
+    expectUserError(r, /^floe: dependency cycle: ([xyz]) → [xyz] → [xyz] → \1$/);
+  });
+
+  it("a dep on an undeclared asset", async () => {
+    const r = await inProject({ "pipelines/a.ts": pipelineModule("a", { orders: [], report: ["ordres"] }) }, ["list"]);
+    expectUserError(r, "pipelines/a.ts: asset `report` depends on `ordres`, which no loaded pipeline declares; did you mean `orders`?");
+  });
+
+  it("an invalid key", async () => {
+    const r = await inProject({ "pipelines/a.ts": pipelineModule("a", { "Raw-Orders": [] }) }, ["list"]);
+    expectUserError(r, /^floe: pipelines\/a\.ts: invalid asset key `Raw-Orders`; keys are lowercase/);
+  });
+
+  it("an unknown asset in --select gets a suggestion and creates no run", async () => {
+    const p = tempProject({ "pipelines/orders.ts": good });
+    try {
+      const env = { FLOE_DATABASE_URL: db?.url };
+      expectUserError(await floe(["materialize", "--select", "ordrs"], { cwd: p.dir, env }), "unknown asset `ordrs`; did you mean `orders`?");
+      expectUserError(await floe(["materialize", "--select", "orders ("], { cwd: p.dir, env }), /^floe: malformed selection `orders \(`/);
+      expectUserError(await floe(["materialize", "--select", "raw_orders,report"], { cwd: p.dir, env }), /selects no asset/);
+      expectUserError(await floe(["materialize", "--select", "zz_*"], { cwd: p.dir, env }), /matches no asset/);
+      expectUserError(await floe(["materialize", "--select", "orders", "--partition", "2025-01-01"], { cwd: p.dir, env }), "--partition given, but no selected asset is partitioned");
+      expectUserError(await floe(["materialize"], { cwd: p.dir, env }), /--select/);
+      expectUserError(await floe(["materialize", "--select", "orders", "--bogus"], { cwd: p.dir, env }), /unknown option '--bogus'/);
+      const runs = await floe(["runs", "--json"], { cwd: p.dir, env });
+      expect(runs.code).toBe(0);
+      expect(JSON.parse(runs.stdout)).toEqual([]);
+    } finally {
+      p.remove();
+    }
+  });
+
+  it("an unknown run id", async () => {
+    const r = await inProject({ "pipelines/orders.ts": good }, ["run", "deadbeef"]);
+    expectUserError(r, "unknown run `deadbeef`");
+    const r2 = await inProject({ "pipelines/orders.ts": good }, ["rerun", "deadbeef", "--from-failure"]);
+    expectUserError(r2, "unknown run `deadbeef`");
+  });
+
+  it("a malformed or unreachable FLOE_DATABASE_URL, without leaking the password", async () => {
+    const bad = await inProject({ "pipelines/orders.ts": good }, ["runs"], { FLOE_DATABASE_URL: "mysql://u:hunter2@host/db" });
+    expectUserError(bad, /^floe: FLOE_DATABASE_URL is not a postgres:\/\/ URL/);
+    expect(bad.stderr).not.toContain("hunter2");
+    const down = await inProject({ "pipelines/orders.ts": good }, ["runs"], { FLOE_DATABASE_URL: "postgres://u:hunter2@127.0.0.1:1/db" });
+    expectUserError(down, /^floe: cannot reach PostgreSQL at 127\.0\.0\.1:1/);
+    expect(down.stderr).not.toContain("hunter2");
+  });
+
+  it("an invalid floe.config.ts names the path and the expectation", async () => {
+    const r = await inProject({ "pipelines/orders.ts": good, "floe.config.ts": 'import { defineConfig } from "floe";\nexport default defineConfig({ concurrency: "four" as unknown as number });\n' }, ["list"]);
+    expectUserError(r, /^floe: floe\.config\.ts: concurrency: .*expected number, received string/i);
+    const unknown = await inProject({ "pipelines/orders.ts": good, "floe.config.ts": "export default { concurency: 2 };\n" }, ["list"]);
+    expectUserError(unknown, /^floe: floe\.config\.ts: .*concurency/);
+  });
+
+  it("a bad --limit and a half range", async () => {
+    expectUserError(await inProject({ "pipelines/orders.ts": good }, ["runs", "--limit", "0"]), "--limit must be a positive whole number, got `0`");
+    expectUserError(await inProject({ "pipelines/orders.ts": good }, ["materialize", "--select", "orders", "--from", "2025-01-01"]), "--from needs --to too");
+  });
+
+  it("no pipelines folder", async () => {
+    const r = await inProject({ "README.md": "x" }, ["list"]);
+    expectUserError(r, /^floe: no pipelines\/ folder in .*; create pipelines\/<name>\.ts exporting a pipeline/);
+  });
+});
