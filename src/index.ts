@@ -5,6 +5,9 @@
  * import { asset, pipeline, partitions } from "floe";
  * export const raw = asset("raw_orders", { partitions: partitions.daily({ start: "2025-01-01" }), materialize: () => ({ metadata: { rows: 3 } }) });
  * export default pipeline("orders", { assets: [raw] });
+ *
+ * The root export holds what pipeline modules need and loads fast; the state store, runner
+ * and CLI live under `floe/engine`.
  */
 export { asset, defineAsset, pipeline } from "./assets/asset.js";
 export type { AssetDep, AssetOptions, KindAssetOptions, PipelineOptions } from "./assets/asset.js";
@@ -29,10 +32,5 @@ export { assetStatuses } from "./dag/staleness.js";
 export type { AssetStatus, PartitionStatus } from "./dag/staleness.js";
 export { defineConfig } from "./project/config.js";
 export type { FloeConfig } from "./project/config.js";
-export { loadProject } from "./project/load.js";
-export { executeRun } from "./runner/runner.js";
 export type { Resources, RunOutcome, StepOutcome, RunnerOptions, ProgressEvent } from "./runner/runner.js";
-export { materialize, rerun, statusOf } from "./runner/launch.js";
-export { StateStore } from "./state/index.js";
 export { UserError } from "./errors.js";
-export { main } from "./cli/main.js";

@@ -1,13 +1,13 @@
 import { Command, CommanderError } from "commander";
 import { UserError, isUserError } from "../errors.js";
 import type { AssetGraph } from "../dag/graph.js";
-import type { PartitionSelection } from "../dag/plan.js";
+import { plan, type PartitionSelection } from "../dag/plan.js";
 import { select } from "../dag/selection.js";
 import { loadSettings, type ProjectSettings } from "../project/config.js";
 import { loadProject } from "../project/load.js";
 import { materialize, rerun, statusOf, type MaterializeOutcome } from "../runner/launch.js";
 import type { ProgressEvent, RunOutcome } from "../runner/runner.js";
-import { StateStore } from "../state/index.js";
+import type { RunRecord, StateStore } from "../state/index.js";
 import { duration, ranges, shortId, symbol, table, time } from "./format.js";
 
 /** Where the CLI writes; tests pass their own. */
@@ -102,11 +102,19 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option("--from <key>", "first partition of a range")
     .option("--to <key>", "last partition of a range")
     .option("--stale", "only steps that are stale, missing or failed (and what they feed)")
+    .option("--dry-run", "print the planned steps and exit, touching no state")
     .option("--json", "machine-readable result")
-    .action(async (o: Common & { select: string; partition?: string; from?: string; to?: string; stale?: boolean }) => {
+    .action(async (o: Common & { select: string; partition?: string; from?: string; to?: string; stale?: boolean; dryRun?: boolean }) => {
       const partitions = partitionSelection(o);
       const ctx = await project(o);
       const assets = selectOrFail(ctx.graph, o.select);
+      if (o.dryRun) {
+        if (o.stale) throw new UserError("--dry-run cannot be combined with --stale (staleness needs the state store)");
+        const planned = plan(ctx.graph, assets, partitions);
+        if (o.json) io.out(JSON.stringify({ steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition, deps: s.deps })), generations: planned.generations.length }));
+        else io.out(`${planned.steps.length} steps in ${planned.generations.length} generations:\n${planned.generations.map((g, i) => `  ${i}: ${g.join(" ")}`).join("\n")}`);
+        return;
+      }
       code = await withStore(ctx.settings, "floe materialize", async (store) => {
         const outcome = await cancellable((signal) =>
           materialize(store, ctx.graph, { assets, selection: o.select, ...(partitions ? { partitions } : {}), staleOnly: o.stale === true }, {
@@ -256,6 +264,7 @@ async function project(o: Common): Promise<{ settings: ProjectSettings; graph: A
 }
 
 async function withStore<T>(settings: ProjectSettings, owner: string, fn: (store: StateStore) => Promise<T>): Promise<T> {
+  const { StateStore } = await import("../state/index.js"); // loaded only by commands that need it
   const store = await StateStore.open({ url: settings.databaseUrl, home: settings.home, owner });
   try {
     return await fn(store);
@@ -336,7 +345,7 @@ function report(io: Io, outcome: MaterializeOutcome | RunOutcome, json: boolean,
   return outcome.status === "success" ? EXIT.ok : EXIT.failed;
 }
 
-function runJson(r: Awaited<ReturnType<StateStore["getRun"]>>): Record<string, unknown> {
+function runJson(r: RunRecord): Record<string, unknown> {
   return {
     runId: r.id, status: r.status, trigger: r.trigger, selection: r.selection, partitionRange: r.partitionRange, parentRunId: r.parentRunId,
     tags: r.tags, error: r.error, createdAt: r.createdAt.toISOString(), startedAt: r.startedAt?.toISOString() ?? null, endedAt: r.endedAt?.toISOString() ?? null,

@@ -1,23 +1,27 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { z } from "zod";
+import type { z as Z } from "zod";
 import { UserError } from "../errors.js";
 import { importUserModule } from "./load.js";
 
-const configSchema = z
-  .object({
-    /** PostgreSQL URL of the state store; default: embedded PGlite under `.floe/`. */
-    databaseUrl: z.string().optional(),
-    /** Folder (relative to the project) or `s3://bucket/prefix` for tables. Default `.floe/warehouse`. */
-    warehouse: z.string().optional(),
-    /** floe's own folder (embedded store, staging). Default `.floe`. */
-    home: z.string().optional(),
-    /** Steps at once per run (default: cores). */
-    concurrency: z.number().int().positive().optional(),
-  })
-  .strict();
+/** The config schema; zod is loaded only when a project has a config file. */
+async function configSchema() {
+  const { z } = await import("zod");
+  return z
+    .object({
+      /** PostgreSQL URL of the state store; default: embedded PGlite under `.floe/`. */
+      databaseUrl: z.string().optional(),
+      /** Folder (relative to the project) or `s3://bucket/prefix` for tables. Default `.floe/warehouse`. */
+      warehouse: z.string().optional(),
+      /** floe's own folder (embedded store, staging). Default `.floe`. */
+      home: z.string().optional(),
+      /** Steps at once per run (default: cores). */
+      concurrency: z.number().int().positive().optional(),
+    })
+    .strict();
+}
 
-export type FloeConfig = z.infer<typeof configSchema>;
+export type FloeConfig = Z.infer<Awaited<ReturnType<typeof configSchema>>>;
 
 /**
  * Declares the project config in `floe.config.ts` (typed; validated when floe starts).
@@ -52,7 +56,7 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
   const file = ["floe.config.ts", "floe.config.mts", "floe.config.js", "floe.config.mjs"].map((f) => join(dir, f)).find(existsSync);
   if (file) {
     const mod = await importUserModule(file, dir);
-    const parsed = configSchema.safeParse(mod.default ?? {});
+    const parsed = (await configSchema()).safeParse(mod.default ?? {});
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       const path = issue.path.join(".") || "(root)";

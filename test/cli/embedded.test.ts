@@ -93,6 +93,17 @@ describe("floe CLI on the embedded store", () => {
     expect(JSON.parse(r.stdout)).toHaveLength(2);
   });
 
+  it("--dry-run prints the plan and touches no state", async () => {
+    const r = await run(["materialize", "--select", "+summary", "--from", "2025-01-01", "--to", "2025-01-02", "--dry-run", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const planned = JSON.parse(r.stdout) as { steps: Array<{ asset: string; partition: string | null; deps: string[] }>; generations: number };
+    expect(planned.generations).toBe(3);
+    expect(planned.steps.at(-1)).toEqual({ asset: "summary", partition: null, deps: ["orders[2025-01-01]", "orders[2025-01-02]"] });
+    const bad = await run(["materialize", "--select", "summary", "--dry-run", "--stale"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe("floe: --dry-run cannot be combined with --stale (staleness needs the state store)");
+  });
+
   it("lineage and list follow the contract", async () => {
     const lineage = JSON.parse((await run(["lineage", "--json"])).stdout) as { nodes: unknown[]; edges: unknown[] };
     expect(lineage.nodes).toEqual([
