@@ -3,7 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    exclude: ["test/soak/**"],
+    // Full-scale crash and concurrency trials run only under `npm run test:soak`.
+    exclude: process.env.FLOE_SOAK ? ["**/node_modules/**"] : ["**/node_modules/**", "test/soak/**"],
     pool: "forks",
     testTimeout: 60_000,
     hookTimeout: 60_000,
