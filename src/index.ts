@@ -10,6 +10,10 @@
  * and CLI live under `floe/engine`.
  */
 export { asset, defineAsset, pipeline } from "./assets/asset.js";
+export { duckdbTable } from "./assets/duckdb-table.js";
+export type { DuckdbTableOptions } from "./assets/duckdb-table.js";
+export { checks } from "./duckdb/checks.js";
+export type { CheckDefinition, CheckResult, CheckSeverity } from "./duckdb/checks.js";
 export type { AssetDep, AssetOptions, KindAssetOptions, PipelineOptions } from "./assets/asset.js";
 export { partitions, isPartitionsDefinition, MULTI_SEPARATOR } from "./dag/partitions.js";
 export type { PartitionsDefinition, TimeWindowOptions } from "./dag/partitions.js";

@@ -5,6 +5,8 @@ import { plan, type PartitionSelection } from "../dag/plan.js";
 import { select } from "../dag/selection.js";
 import { loadSettings, type ProjectSettings } from "../project/config.js";
 import { loadProject } from "../project/load.js";
+import { builtinResources } from "../project/plugins.js";
+import { resourcePool, type ResourcePool } from "../project/resources.js";
 import { materialize, rerun, statusOf, type MaterializeOutcome } from "../runner/launch.js";
 import type { ProgressEvent, RunOutcome } from "../runner/runner.js";
 import type { RunRecord, StateStore } from "../state/index.js";
@@ -115,10 +117,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         else io.out(`${planned.steps.length} steps in ${planned.generations.length} generations:\n${planned.generations.map((g, i) => `  ${i}: ${g.join(" ")}`).join("\n")}`);
         return;
       }
-      code = await withStore(ctx.settings, "floe materialize", async (store) => {
+      code = await withStore(ctx.settings, "floe materialize", async (store, resources) => {
         const outcome = await cancellable((signal) =>
           materialize(store, ctx.graph, { assets, selection: o.select, ...(partitions ? { partitions } : {}), staleOnly: o.stale === true }, {
-            signal, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
+            signal, resources, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
           }),
         );
         return report(io, outcome, o.json === true, o.stale ? "nothing is stale or missing in the selection" : "");
@@ -223,9 +225,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option("--json", "machine-readable result")
     .action(async (id: string, o: Common & { fromFailure?: boolean }) => {
       const ctx = await project(o);
-      code = await withStore(ctx.settings, "floe rerun", async (store) => {
+      code = await withStore(ctx.settings, "floe rerun", async (store, resources) => {
         const outcome = await cancellable((signal) =>
-          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, ...(o.json ? {} : { onProgress: progress(io) }) }),
+          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, ...(o.json ? {} : { onProgress: progress(io) }) }),
         );
         if (outcome === null) {
           const run = await store.getRun(id);
@@ -263,12 +265,15 @@ async function project(o: Common): Promise<{ settings: ProjectSettings; graph: A
   return { settings, graph };
 }
 
-async function withStore<T>(settings: ProjectSettings, owner: string, fn: (store: StateStore) => Promise<T>): Promise<T> {
-  const { StateStore } = await import("../state/index.js"); // loaded only by commands that need it
+/** Opens the state store (loaded only by commands that need it) and the resources steps use. */
+async function withStore<T>(settings: ProjectSettings, owner: string, fn: (store: StateStore, resources: ResourcePool) => Promise<T>): Promise<T> {
+  const { StateStore } = await import("../state/index.js");
   const store = await StateStore.open({ url: settings.databaseUrl, home: settings.home, owner });
+  const resources = resourcePool({ settings }, builtinResources);
   try {
-    return await fn(store);
+    return await fn(store, resources);
   } finally {
+    await resources.close();
     await store.close();
   }
 }

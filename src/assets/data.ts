@@ -1,0 +1,74 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { StepContext } from "../dag/types.js";
+import type { ProjectSettings } from "../project/config.js";
+import type { ObjectStorage } from "../storage/types.js";
+import { isAssetDefinition, type AssetDefinition } from "../dag/types.js";
+
+/**
+ * How data-plane kinds hand tables to each other: a materialization's metadata names a
+ * `location`, a warehouse prefix whose `*.parquet` files are the data of that asset partition.
+ * Each materialization writes a new location (by run), so readers never see a half-written one
+ * and the state store's latest materialization says which location is current.
+ */
+export interface TableMetadata {
+  location: string;
+  rows: number;
+}
+
+/** The warehouse prefix for a new materialization of `asset`. */
+export function newLocation(area: "tables" | "raw" | "quarantine", ctx: StepContext): string {
+  return `${area}/${ctx.assetKey}/${ctx.partitionKey ?? "_"}/${ctx.runId}-${ctx.attempt}`;
+}
+
+/** A per-step local scratch folder under `<home>/tmp`. */
+export async function scratchDir(ctx: StepContext): Promise<string> {
+  const settings = await ctx.resource<ProjectSettings>("project");
+  const dir = join(settings.home, "tmp", ctx.runId, `${ctx.assetKey}-${ctx.partitionKey ?? "_"}-${ctx.attempt}`);
+  await mkdir(dir, { recursive: true });
+  return dir;
+}
+
+/**
+ * Local paths of the Parquet files at `locations`: the files themselves for a folder
+ * warehouse, copies in `scratch` for a remote one (DuckDB never reads remote URLs here).
+ */
+export async function localParquetFiles(warehouse: ObjectStorage, locations: readonly string[], scratch: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const location of locations) {
+    for await (const page of warehouse.list(`${location}/`)) {
+      for (const o of page) {
+        if (!o.key.endsWith(".parquet")) continue;
+        if (warehouse.uri.startsWith("file:")) out.push(fileURLToPath(warehouse.uriOf(o.key)));
+        else {
+          const local = join(scratch, "in", o.key);
+          await warehouse.download(o.key, local);
+          out.push(local);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The locations this step reads of an upstream asset, or a message saying why there are none.
+ */
+export function upstreamLocations(ctx: StepContext, dep: AssetDefinition | string): string[] {
+  const key = isAssetDefinition(dep) ? dep.key : dep;
+  if (!ctx.asset.deps.includes(key)) {
+    throw new Error(`\`${ctx.assetKey}\` reads \`${key}\` but does not declare it in deps; add it to deps`);
+  }
+  const mats = ctx.upstreamPartitions(key);
+  if (mats.length === 0) {
+    throw new Error(`\`${key}\`${ctx.partitionKey ? ` partition ${ctx.partitionKey}` : ""} has not been materialized yet; materialize it first (select +${ctx.assetKey})`);
+  }
+  return mats.map((m) => {
+    const location = m.metadata.location;
+    if (typeof location !== "string") {
+      throw new Error(`\`${key}\` is not a table (no location in its metadata); ref() reads rawFiles, duckdbTable and icebergTable assets`);
+    }
+    return location;
+  });
+}
