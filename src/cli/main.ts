@@ -105,8 +105,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option("--to <key>", "last partition of a range")
     .option("--stale", "only steps that are stale, missing or failed (and what they feed)")
     .option("--dry-run", "print the planned steps and exit, touching no state")
+    .option("--queue", "enqueue the run for `floe worker` instead of executing it here")
     .option("--json", "machine-readable result")
-    .action(async (o: Common & { select: string; partition?: string; from?: string; to?: string; stale?: boolean; dryRun?: boolean }) => {
+    .action(async (o: Common & { select: string; partition?: string; from?: string; to?: string; stale?: boolean; dryRun?: boolean; queue?: boolean }) => {
       const partitions = partitionSelection(o);
       const ctx = await project(o);
       const assets = selectOrFail(ctx.graph, o.select);
@@ -115,6 +116,16 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         const planned = plan(ctx.graph, assets, partitions);
         if (o.json) io.out(JSON.stringify({ steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition, deps: s.deps })), generations: planned.generations.length }));
         else io.out(`${planned.steps.length} steps in ${planned.generations.length} generations:\n${planned.generations.map((g, i) => `  ${i}: ${g.join(" ")}`).join("\n")}`);
+        return;
+      }
+      if (o.queue) {
+        if (o.stale) throw new UserError("--queue cannot be combined with --stale yet");
+        const planned = plan(ctx.graph, assets, partitions);
+        const run = await withStore(ctx.settings, "floe materialize", (store) =>
+          store.createRun({ trigger: "manual", selection: o.select, status: "queued", steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition })) }),
+        );
+        if (o.json) io.out(JSON.stringify({ runId: run.id, status: "queued", steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition, status: "pending", metadata: {} })) }, null, 2));
+        else io.out(`run ${shortId(run.id)} queued: ${planned.steps.length} steps; a \`floe worker\` will execute it`);
         return;
       }
       code = await withStore(ctx.settings, "floe materialize", async (store, resources) => {
@@ -240,6 +251,25 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       });
     });
 
+  command("worker", "execute queued runs (a deployment role; use with FLOE_DATABASE_URL)")
+    .option("--runs <n>", "runs executed at once", "1")
+    .option("--until-empty", "exit when the queue is empty")
+    .action(async (o: Common & { runs: string; untilEmpty?: boolean }) => {
+      const runs = positiveInt(o.runs, "--runs");
+      const ctx = await project(o);
+      const { runWorker } = await import("../runner/worker.js");
+      await withStore(ctx.settings, "floe worker", async (store, resources) => {
+        io.err(`floe worker: waiting for queued runs (${runs} at a time; Ctrl-C stops after the running ones)`);
+        await cancellable((signal) =>
+          runWorker(store, ctx.graph, {
+            runs, signal, resources, untilEmpty: o.untilEmpty === true,
+            ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}),
+            onRun: (r) => io.out(`run ${shortId(r.runId)} ${r.status}: ${r.steps.filter((x) => x.status === "success").length}/${r.steps.length} steps succeeded`),
+          }),
+        );
+      });
+    });
+
   try {
     await program.parseAsync([...argv], { from: "user" });
     return code;
@@ -269,7 +299,7 @@ async function project(o: Common): Promise<{ settings: ProjectSettings; graph: A
 async function withStore<T>(settings: ProjectSettings, owner: string, fn: (store: StateStore, resources: ResourcePool) => Promise<T>): Promise<T> {
   const { StateStore } = await import("../state/index.js");
   const store = await StateStore.open({ url: settings.databaseUrl, home: settings.home, owner });
-  const resources = resourcePool({ settings }, builtinResources);
+  const resources = resourcePool({ settings, store }, builtinResources);
   try {
     return await fn(store, resources);
   } finally {

@@ -1,9 +1,12 @@
 import type { Resources } from "../runner/runner.js";
+import type { StateStore } from "../state/index.js";
 import type { ProjectSettings } from "./config.js";
 
 /** What a resource factory may use to build its resource. */
 export interface ResourceEnv {
   settings: ProjectSettings;
+  /** The open state store, for resources that keep state in it (the file ledger, the Iceberg catalog). */
+  store: StateStore;
 }
 
 /**

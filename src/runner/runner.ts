@@ -38,6 +38,9 @@ export interface RunnerOptions {
   signal?: AbortSignal;
   resources?: Resources;
   onProgress?: (e: ProgressEvent) => void;
+  /** With a worker id, the run heartbeats every `heartbeatMs` (default 5 s) while it executes. */
+  worker?: string;
+  heartbeatMs?: number;
 }
 
 const noResources: Resources = {
@@ -78,6 +81,9 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
 
   const startedAt = new Date();
   rec.run({ id: runId, status: "running", startedAt });
+  const beat = options.worker === undefined
+    ? undefined
+    : setInterval(() => void store.heartbeat(options.worker!, [runId]).catch(() => undefined), options.heartbeatMs ?? 5_000);
   rec.event({ runId, type: "run_started", message: `run started: ${steps.length} steps` });
 
   const dependents = new Map<string, PlannedStep[]>();
@@ -170,6 +176,7 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
     level: status === "success" ? "info" : "error",
     message: `run ${status}: ${all.filter((o) => o.status === "success").length} succeeded, ${failed} failed, ${all.filter((o) => o.status === "upstream_failed").length} upstream failed`,
   });
+  clearInterval(beat);
   await rec.flush();
   return { runId, status, steps: all };
 

@@ -345,6 +345,62 @@ export class StateStore {
   }
 
   /**
+   * Claims the next queued run (highest priority, then oldest) for `worker`: one statement with
+   * `FOR UPDATE SKIP LOCKED`, so any number of workers never claim a run twice.
+   *
+   * @example
+   * const run = await store.claimRun("host:1234");
+   */
+  async claimRun(worker: string): Promise<RunRecord | undefined> {
+    const { rows } = await sql<Selectable<RunsTable>>`
+      update runs set status = 'running', worker = ${worker}, heartbeat_at = now(), started_at = coalesce(started_at, now())
+      where id = (select id from runs where status = 'queued' order by priority desc, created_at, id limit 1 for update skip locked)
+      returning *`.execute(this.db);
+    return rows[0] ? toRun(rows[0]) : undefined;
+  }
+
+  /**
+   * Records that `worker` is alive and still executing `runIds`.
+   *
+   * @example
+   * await store.heartbeat("host:1234", [run.id]);
+   */
+  async heartbeat(worker: string, runIds: readonly string[]): Promise<void> {
+    if (runIds.length === 0) return;
+    await this.db.updateTable("runs").set({ heartbeat_at: sql`now()` }).where("worker", "=", worker).where("id", "=", anyOf(runIds)).where("status", "=", "running").execute();
+  }
+
+  /**
+   * Fails the running runs whose worker has not heartbeated for `timeoutMs`: their running steps
+   * fail and their pending steps are skipped, in one statement. Returns the runs it failed.
+   *
+   * @example
+   * const dead = await store.failStaleRuns(15_000);
+   */
+  async failStaleRuns(timeoutMs: number): Promise<RunRecord[]> {
+    const { rows } = await sql<Selectable<RunsTable>>`
+      with dead as (
+        update runs set status = 'failed', ended_at = now(),
+          error = 'worker ' || coalesce(worker, '?') || ' stopped heartbeating'
+        where status = 'running' and heartbeat_at < now() - make_interval(secs => ${timeoutMs / 1000})
+        returning *
+      ), steps as (
+        update run_steps set
+          status = case when run_steps.status = 'running' then 'failed' else 'skipped' end,
+          error = case when run_steps.status = 'running' then 'its worker stopped heartbeating' else run_steps.error end,
+          ended_at = now()
+        from dead where run_steps.run_id = dead.id and run_steps.status in ('running', 'pending')
+        returning run_steps.run_id
+      ), events as (
+        insert into events (run_id, type, level, message)
+        select id, 'run_failed', 'error', 'run failed: ' || error from dead
+        returning run_id
+      )
+      select dead.* from dead`.execute(this.db);
+    return rows.map(toRun);
+  }
+
+  /**
    * The steps of a run, in plan order.
    *
    * @example

@@ -26,7 +26,7 @@ beforeAll(async () => {
   const db = await testDatabase();
   store = await StateStore.open(db ? { url: db.url, home } : { home });
   drop = db?.drop;
-  pool = resourcePool({ settings }, builtinResources);
+  pool = resourcePool({ settings, store }, builtinResources);
   reader = await DuckDBInstance.create(":memory:");
 });
 afterAll(async () => {

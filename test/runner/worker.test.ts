@@ -1,0 +1,64 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { sql } from "kysely";
+import { asset, pipeline } from "../../src/assets/asset.js";
+import { AssetGraph } from "../../src/dag/graph.js";
+import { runWorker } from "../../src/runner/worker.js";
+import { StateStore } from "../../src/state/index.js";
+import { testDatabase } from "../helpers/pg.js";
+
+// The runs table is the queue: several workers (each its own connection pool, as separate
+// processes would have) drain it, and a run whose worker died is failed.
+const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
+const stores: StateStore[] = [];
+afterAll(async () => {
+  for (const s of stores) await s.close();
+  await db?.drop();
+});
+const open = async (): Promise<StateStore> => {
+  const s = await StateStore.open({ url: db!.url, home: "/nonexistent" });
+  stores.push(s);
+  return s;
+};
+
+describe.skipIf(!db)("workers on PostgreSQL", () => {
+  it("three workers drain 60 queued runs, each run executed exactly once", async () => {
+    const calls = new Map<string, number>();
+    const graph = AssetGraph.build([{
+      module: "q.ts",
+      pipeline: pipeline("q", {
+        assets: [asset("job", { materialize: async (ctx) => {
+          calls.set(ctx.runId, (calls.get(ctx.runId) ?? 0) + 1);
+          await new Promise((r) => setTimeout(r, 2));
+          return {};
+        } })],
+      }),
+    }]);
+    const producer = await open();
+    const ids: string[] = [];
+    for (let i = 0; i < 60; i++) ids.push((await producer.createRun({ trigger: "manual", status: "queued", steps: [{ asset: "job", partition: null }] })).id);
+    const workers = await Promise.all([open(), open(), open()]);
+    const counts = await Promise.all(workers.map((s, i) => runWorker(s, graph, { workerId: `w${i}`, untilEmpty: true, runs: 2, heartbeatMs: 200 })));
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(60);
+    expect(counts.filter((c) => c > 0).length).toBeGreaterThan(1); // the work was shared
+    expect([...calls.keys()].sort()).toEqual([...ids].sort());
+    expect([...calls.values()].every((n) => n === 1)).toBe(true);
+    const runs = await producer.listRuns({});
+    expect(runs.filter((r) => ids.includes(r.id)).every((r) => r.status === "success")).toBe(true);
+  });
+
+  it("a run whose worker stopped heartbeating is failed; its steps say why", async () => {
+    const s = await open();
+    const run = await s.createRun({ trigger: "manual", status: "queued", steps: [{ asset: "a", partition: null }, { asset: "b", partition: null }] });
+    const claimed = await s.claimRun("ghost");
+    expect(claimed?.id).toBe(run.id);
+    await s.writeBatch({ steps: [{ runId: run.id, asset: "a", partition: null, status: "running" }] });
+    expect(await s.failStaleRuns(60_000)).toEqual([]); // still fresh
+    await sql`update runs set heartbeat_at = now() - interval '1 minute' where id = ${run.id}`.execute(s.db);
+    const dead = await s.failStaleRuns(30_000);
+    expect(dead.map((r) => [r.id, r.status, r.error])).toEqual([[run.id, "failed", "worker ghost stopped heartbeating"]]);
+    const steps = await s.getSteps(run.id);
+    expect(steps.map((x) => [x.asset, x.status, x.error])).toEqual([["a", "failed", "its worker stopped heartbeating"], ["b", "skipped", null]]);
+    expect((await s.getEvents(run.id)).map((e) => e.type)).toContain("run_failed");
+    expect(await s.claimRun("other")).toBeUndefined();
+  });
+});
