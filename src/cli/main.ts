@@ -266,7 +266,25 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
             ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}),
             onRun: (r) => io.out(`run ${shortId(r.runId)} ${r.status}: ${r.steps.filter((x) => x.status === "success").length}/${r.steps.length} steps succeeded`),
           }),
+          "stopping: no new runs are claimed; running steps finish",
         );
+      });
+    });
+
+  command("serve", "serve /metrics, /health and /ready over the state store")
+    .option("--port <n>", "port (0 picks a free one)", "9464")
+    .option("--host <host>", "interface to listen on", "127.0.0.1")
+    .action(async (o: Common & { port: string; host: string }) => {
+      const port = Number(o.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`--port must be a port number (0-65535), got \`${o.port}\``);
+      const settings = await loadSettings(o.project ?? process.cwd());
+      const { serveMetrics } = await import("../metrics/server.js");
+      await withStore(settings, "floe serve", async (store) => {
+        const { server, port: bound } = await serveMetrics(store, { port, host: o.host }).catch((e: NodeJS.ErrnoException) => {
+          throw e.code === "EADDRINUSE" ? new UserError(`port ${port} is in use; pick another with --port`) : e;
+        });
+        io.out(`floe serve: listening on http://${o.host}:${bound} (/metrics /health /ready)`);
+        await cancellable((signal) => new Promise<void>((resolve) => signal.addEventListener("abort", () => server.close(() => resolve()), { once: true })), "stopping");
       });
     });
 
@@ -331,11 +349,11 @@ function positiveInt(value: string, flag: string): number {
 }
 
 /** Runs `fn` with a signal that the first Ctrl-C aborts (the run ends canceled); a second one exits. */
-async function cancellable<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+async function cancellable<T>(fn: (signal: AbortSignal) => Promise<T>, stopping = "canceling: waiting for running steps"): Promise<T> {
   const controller = new AbortController();
   const onSignal = (): void => {
     if (controller.signal.aborted) process.exit(130);
-    process.stderr.write("\nfloe: canceling: waiting for running steps (press Ctrl-C again to exit now)\n");
+    process.stderr.write(`\nfloe: ${stopping} (press Ctrl-C again to exit now)\n`);
     controller.abort();
   };
   process.on("SIGINT", onSignal);

@@ -13,6 +13,13 @@ export type RunStatus = "queued" | "running" | "success" | "failed" | "canceled"
 export type StepStatus = "pending" | "running" | "success" | "failed" | "skipped" | "upstream_failed";
 export type EventLevel = "debug" | "info" | "warn" | "error";
 
+export interface StoreSummary {
+  runs: Array<{ status: string; trigger: string; count: number }>;
+  steps: Array<{ asset: string; status: string; count: number }>;
+  queueDepth: number;
+  stalestHeartbeatSeconds: number;
+}
+
 export interface RunRecord {
   id: string;
   status: RunStatus;
@@ -398,6 +405,34 @@ export class StateStore {
       )
       select dead.* from dead`.execute(this.db);
     return rows.map(toRun);
+  }
+
+  /**
+   * Counts for metrics and health, in one round trip: runs by status and trigger, steps by
+   * asset and status, the queue depth, and the age of the stalest heartbeat of a running run.
+   *
+   * @example
+   * const { queueDepth } = await store.summary();
+   */
+  async summary(): Promise<StoreSummary> {
+    const { rows } = await sql<{ kind: string; a: string | null; b: string | null; n: string }>`
+      select 'run' as kind, status as a, trigger as b, count(*)::text as n from runs group by status, trigger
+      union all select 'step', asset, status, count(*)::text from run_steps group by asset, status
+      union all select 'heartbeat', null, null, coalesce(extract(epoch from now() - min(heartbeat_at)), 0)::text from runs where status = 'running'`.execute(this.db);
+    const out: StoreSummary = { runs: [], steps: [], queueDepth: 0, stalestHeartbeatSeconds: 0 };
+    for (const r of rows) {
+      if (r.kind === "run") {
+        out.runs.push({ status: r.a!, trigger: r.b!, count: Number(r.n) });
+        if (r.a === "queued") out.queueDepth += Number(r.n);
+      } else if (r.kind === "step") out.steps.push({ asset: r.a!, status: r.b!, count: Number(r.n) });
+      else out.stalestHeartbeatSeconds = Number(r.n);
+    }
+    return out;
+  }
+
+  /** Round trip to the database; throws when it is unreachable. */
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.db);
   }
 
   /**
