@@ -271,6 +271,35 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       });
     });
 
+  command("scheduler", "turn schedule ticks into queued runs (a deployment role; use with FLOE_DATABASE_URL)")
+    .action(async (o: Common) => {
+      const ctx = await project(o);
+      const { runScheduler } = await import("../scheduler/scheduler.js");
+      await withStore(ctx.settings, "floe scheduler", async (store) => {
+        io.err(`floe scheduler: ${[...ctx.graph.pipelines.values()].filter((p) => p.pipeline.schedule).length} schedule(s); Ctrl-C stops`);
+        await cancellable((signal) => runScheduler(store, ctx.graph, { signal, onRun: schedulerLog(io), onError: schedulerError(io) }), "stopping");
+      });
+    });
+
+  command("dev", "scheduler and worker in one process, on the embedded store by default")
+    .option("--runs <n>", "runs executed at once", "1")
+    .action(async (o: Common & { runs: string }) => {
+      const runs = positiveInt(o.runs, "--runs");
+      const ctx = await project(o);
+      const [{ runScheduler }, { runWorker }] = await Promise.all([import("../scheduler/scheduler.js"), import("../runner/worker.js")]);
+      await withStore(ctx.settings, "floe dev", async (store, resources) => {
+        io.err(`floe dev: scheduler and worker on ${ctx.settings.databaseUrl ? "PostgreSQL" : `the embedded store in ${ctx.settings.home}`}; queue runs with \`floe materialize --queue\` from this process's store or wait for schedules; Ctrl-C stops`);
+        await cancellable(
+          (signal) =>
+            Promise.all([
+              runScheduler(store, ctx.graph, { signal, onRun: schedulerLog(io), onError: schedulerError(io) }),
+              runWorker(store, ctx.graph, { runs, signal, resources, onRun: (r) => io.out(`run ${shortId(r.runId)} ${r.status}`) }),
+            ]),
+          "stopping: no new runs are claimed; running steps finish",
+        );
+      });
+    });
+
   command("serve", "serve /metrics, /health and /ready over the state store")
     .option("--port <n>", "port (0 picks a free one)", "9464")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
@@ -364,6 +393,15 @@ async function cancellable<T>(fn: (signal: AbortSignal) => Promise<T>, stopping 
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
+}
+
+function schedulerLog(io: Io): (schedule: string, tickTime: Date, run: { id: string; partitionRange: string | null }) => void {
+  return (schedule, tickTime, run) =>
+    io.out(`tick ${schedule} ${time(tickTime)}: run ${shortId(run.id)} queued${run.partitionRange ? ` for partition ${run.partitionRange}` : ""}`);
+}
+
+function schedulerError(io: Io): (schedule: string, tickTime: Date, error: unknown) => void {
+  return (schedule, tickTime, error) => io.err(`floe: tick ${schedule} ${time(tickTime)} was not recorded: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`);
 }
 
 function progress(io: Io): (e: ProgressEvent) => void {

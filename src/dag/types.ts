@@ -83,10 +83,16 @@ export interface AssetDefinition {
 }
 
 export interface ScheduleDefinition {
+  /** 5-field cron, or 6 fields with seconds first. */
   cron: string;
+  /** IANA timezone the cron is read in (default UTC). */
   timezone?: string;
   /** Selection to run on each tick (default: every asset of the pipeline). */
   selection?: string;
+  /** Partition a tick targets; default: the last partition closed at the tick. */
+  partition?: (tickTime: Date) => string;
+  /** Ticks missed while no scheduler ran: run the latest (default), all of them, or none. */
+  catchUp?: "latest" | "all" | "none";
 }
 
 /** A named group of assets in one module, with an optional schedule. */

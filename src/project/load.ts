@@ -5,6 +5,7 @@ import { register } from "tsx/esm/api";
 import { UserError, isUserError } from "../errors.js";
 import { AssetGraph, type LoadedPipeline } from "../dag/graph.js";
 import { isPipelineDefinition } from "../dag/types.js";
+import { schedulesOf } from "../scheduler/schedules.js";
 
 const MODULE_FILE = /^[^._].*\.(ts|mts|js|mjs)$/;
 
@@ -86,5 +87,7 @@ export async function loadProject(projectDir: string): Promise<{ graph: AssetGra
     }
     for (const pipeline of found) pipelines.push({ pipeline, module: rel });
   }
-  return { graph: AssetGraph.build(pipelines), pipelines };
+  const graph = AssetGraph.build(pipelines);
+  schedulesOf(graph); // a bad cron or timezone is an error of the project, whatever the command
+  return { graph, pipelines };
 }

@@ -6,6 +6,7 @@ import pg from "pg";
 import { UserError } from "../errors.js";
 import { acquireLock, type StateLock } from "./lock.js";
 import { coreMigrations, migrate, type Migration } from "./migrations.js";
+import { schedulerMigrations } from "./ticks.js";
 import { PGliteDialect } from "./pglite-dialect.js";
 import type { AssetPartitionsTable, Database, EventsTable, RunStepsTable, RunsTable } from "./schema.js";
 
@@ -193,7 +194,7 @@ export class StateStore {
    * const shared = await StateStore.open({ url: "postgres://floe@db:5432/floe", home: ".floe" });
    */
   static async open(opts: OpenOptions): Promise<StateStore> {
-    const migrations = [...coreMigrations, ...(opts.extraMigrations ?? [])];
+    const migrations = [...coreMigrations, ...schedulerMigrations, ...(opts.extraMigrations ?? [])];
     if (opts.url !== undefined && opts.url !== "") return new StateStore("postgres", await openPostgres(opts.url, migrations, opts.owner), undefined);
     const lock = acquireLock(opts.home, opts.owner ?? "floe");
     try {
@@ -223,6 +224,28 @@ export class StateStore {
    * run.status; // "queued"
    */
   async createRun(run: NewRun): Promise<RunRecord> {
+    return toRun(first(await this.insertRun(run, undefined)));
+  }
+
+  /**
+   * Records a schedule tick and creates its run in one statement, unless that tick was already
+   * recorded (by this or another scheduler): then nothing is written and it returns undefined.
+   *
+   * @example
+   * const run = await store.createScheduledRun({ trigger: "schedule", steps }, { schedule: "orders", tickTime });
+   */
+  async createScheduledRun(run: NewRun, tick: { schedule: string; tickTime: Date }): Promise<RunRecord | undefined> {
+    const rows = await this.insertRun(run, tick);
+    return rows[0] ? toRun(rows[0]) : undefined;
+  }
+
+  /** The latest recorded tick of each schedule. */
+  async lastTicks(): Promise<Map<string, Date>> {
+    const { rows } = await sql<{ schedule: string; tick_time: Date }>`select schedule, max(tick_time) as tick_time from schedule_ticks group by schedule`.execute(this.db);
+    return new Map(rows.map((r) => [r.schedule, r.tick_time]));
+  }
+
+  private async insertRun(run: NewRun, tick: { schedule: string; tickTime: Date } | undefined): Promise<Array<Selectable<RunsTable>>> {
     const id = run.id ?? randomUUID();
     const steps = run.steps.map((s) => ({
       asset: s.asset,
@@ -232,11 +255,16 @@ export class StateStore {
       metadata: s.metadata ?? {},
     }));
     const data = { trigger: run.trigger, selection: run.selection ?? null, partitionRange: run.partitionRange ?? null, steps: steps.length };
+    // The gate lets the run through unless it belongs to a tick that is already recorded.
+    const gate = tick
+      ? sql`insert into schedule_ticks (schedule, tick_time, run_id) values (${tick.schedule}, ${tick.tickTime}, ${id}) on conflict do nothing returning run_id`
+      : sql`select ${id}::text as run_id`;
     const { rows } = await sql<Selectable<RunsTable>>`
-      with r as (
+      with g as (${gate}), r as (
         insert into runs (id, status, trigger, selection, partition_range, parent_run_id, tags)
-        values (${id}, ${run.status ?? "queued"}, ${run.trigger}, ${run.selection ?? null}, ${run.partitionRange ?? null},
-                ${run.parentRunId ?? null}, ${json(run.tags ?? {})}::jsonb)
+        select ${id}, ${run.status ?? "queued"}, ${run.trigger}, ${run.selection ?? null}, ${run.partitionRange ?? null},
+               ${run.parentRunId ?? null}, ${json(run.tags ?? {})}::jsonb
+        from g
         returning *
       ), s as (
         insert into run_steps (run_id, asset, partition, seq, status, attempts, metadata, created_at)
@@ -244,10 +272,10 @@ export class StateStore {
         from r, jsonb_array_elements(${json(steps)}::jsonb) with ordinality as t(e, o)
       ), ev as (
         insert into events (run_id, type, level, message, data)
-        values (${id}, 'run_created', 'info', ${`run created: ${steps.length} steps`}, ${json(data)}::jsonb)
+        select r.id, 'run_created', 'info', ${`run created: ${steps.length} steps`}, ${json(data)}::jsonb from r
       )
       select * from r`.execute(this.db);
-    return toRun(first(rows));
+    return rows;
   }
 
   /**

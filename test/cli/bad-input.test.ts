@@ -119,3 +119,13 @@ describe("bad input", () => {
     expectUserError(r, /^floe: no pipelines\/ folder in .*; create pipelines\/<name>\.ts exporting a pipeline/);
   });
 });
+
+describe("bad schedules", () => {
+  it("an invalid cron or timezone names the schedule, for every command", async () => {
+    const mod = (schedule: string) => `import { asset, pipeline } from "floe";\nexport default pipeline("nightly", { assets: [asset("a", { materialize: () => ({}) })], schedule: ${schedule} });\n`;
+    const cron = await inProject({ "pipelines/n.ts": mod('{ cron: "0 25 * * *" }') }, ["list"]);
+    expectUserError(cron, "pipelines/n.ts: schedule of pipeline `nightly`: invalid cron `0 25 * * *` (Invalid value for hour: 25)");
+    const tz = await inProject({ "pipelines/n.ts": mod('{ cron: "0 2 * * *", timezone: "Europe/Atlantis" }') }, ["materialize", "--select", "a"]);
+    expectUserError(tz, "pipelines/n.ts: schedule of pipeline `nightly`: unknown timezone `Europe/Atlantis` (use an IANA name such as `UTC` or `Europe/Paris`)");
+  });
+});
