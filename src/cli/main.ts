@@ -271,6 +271,64 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       });
     });
 
+  const backfill = command("backfill", "materialize a selection over a range of partitions, resumably")
+    .option("--select <selection>", "assets to backfill (partitioned)")
+    .option("--from <key>", "first partition")
+    .option("--to <key>", "last partition")
+    .option("--concurrency <n>", "runs executed at once", "2")
+    .option("--policy <policy>", "per-partition (default), single-run or chunks:N", "per-partition")
+    .option("--json", "machine-readable result")
+    .action(async (o: Common & { select?: string; from?: string; to?: string; concurrency: string; policy: string }) => {
+      if (o.select === undefined || o.from === undefined || o.to === undefined) {
+        throw new UserError("floe backfill needs --select SEL --from KEY --to KEY (or `floe backfill retry <id>` / `floe backfill cancel <id>`)");
+      }
+      const runs = positiveInt(o.concurrency, "--concurrency");
+      const bf = await import("../runner/backfill.js");
+      const policy = bf.parsePolicy(o.policy);
+      const ctx = await project(o);
+      const assets = selectOrFail(ctx.graph, o.select);
+      const planned = bf.planBackfill(ctx.graph, assets, o.from, o.to, policy, o.select);
+      code = await withStore(ctx.settings, "floe backfill", async (store, resources) => {
+        const created = await store.createBackfill({ selection: o.select!, from: o.from!, to: o.to!, policy: o.policy, runs: planned });
+        if (!o.json) io.err(`backfill ${shortId(created.id)}: ${planned.length} run(s) over ${o.from}…${o.to}; resume with \`floe backfill retry ${shortId(created.id)}\``);
+        return driveAndReport(io, store, ctx.graph, created.id, runs, resources, o.json === true, planned.length);
+      });
+    });
+  backfill
+    .command("retry")
+    .description("run a backfill's failed partitions again (and whatever is still queued)")
+    .argument("<id>", "backfill id or a unique prefix")
+    .option("--project <dir>", "project folder (default: current folder)")
+    .option("--concurrency <n>", "runs executed at once (default 2)")
+    .option("--json", "machine-readable result")
+    .action(async (id: string, own: Common & { concurrency: string }) => {
+      const o = { ...backfill.opts<Common & { concurrency: string }>(), ...definedOnly(own) }; // flags may land on the parent
+      const runs = positiveInt(o.concurrency, "--concurrency");
+      const bf = await import("../runner/backfill.js");
+      const ctx = await project(o);
+      code = await withStore(ctx.settings, "floe backfill", async (store, resources) => {
+        const b = await store.getBackfill(id);
+        const requeued = await bf.retryBackfill(store, ctx.graph, b.id);
+        if (!o.json) io.err(`backfill ${shortId(b.id)}: ${requeued} failed run(s) requeued`);
+        return driveAndReport(io, store, ctx.graph, b.id, runs, resources, o.json === true, undefined);
+      });
+    });
+  backfill
+    .command("cancel")
+    .description("cancel a backfill: its queued runs will not run")
+    .argument("<id>", "backfill id or a unique prefix")
+    .option("--project <dir>", "project folder (default: current folder)")
+    .action(async (id: string, own: Common) => {
+      const o = { ...backfill.opts<Common>(), ...definedOnly(own) };
+      const settings = await loadSettings(o.project ?? process.cwd());
+      await withStore(settings, "floe backfill", async (store) => {
+        const b = await store.getBackfill(id);
+        await store.setBackfillStatus(b.id, "canceled");
+        const after = await store.getBackfill(b.id);
+        io.out(`backfill ${shortId(b.id)} canceled: ${after.runs.canceled ?? 0} run(s) will not run`);
+      });
+    });
+
   command("scheduler", "turn schedule ticks into queued runs (a deployment role; use with FLOE_DATABASE_URL)")
     .action(async (o: Common) => {
       const ctx = await project(o);
@@ -371,6 +429,10 @@ function partitionSelection(o: { partition?: string; from?: string; to?: string 
   return undefined;
 }
 
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 function positiveInt(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new UserError(`${flag} must be a positive whole number, got \`${value}\``);
@@ -393,6 +455,38 @@ async function cancellable<T>(fn: (signal: AbortSignal) => Promise<T>, stopping 
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
+}
+
+async function driveAndReport(
+  io: Io, store: StateStore, graph: AssetGraph, id: string, runs: number, resources: ResourcePool, json: boolean, total: number | undefined,
+): Promise<number> {
+  const { driveBackfill } = await import("../runner/backfill.js");
+  let done = 0;
+  const outcome = await cancellable((signal) =>
+    driveBackfill(store, graph, id, {
+      runs, signal, resources,
+      onRun: (r) => {
+        done++;
+        if (!json) {
+          const parts = [...new Set(r.steps.map((s) => s.partition))];
+          const label = parts.length === 1 ? String(parts[0]) : `${parts[0]}…${parts.at(-1)}`;
+          io.err(`  ${symbol(r.status === "success" ? "success" : "failed")} ${label}  ${r.status}${total ? `  (${done}/${total})` : ""}`);
+        }
+      },
+    }),
+  );
+  const { backfill, runs: latest } = outcome;
+  if (json) {
+    const details = await Promise.all(latest.map(async (r) => ({
+      runId: r.id, status: r.status, partitions: r.partitionRange,
+      steps: (await store.getSteps(r.id)).map((s) => ({ asset: s.asset, partition: s.partition, status: s.status, metadata: s.metadata, ...(s.error ? { error: s.error } : {}) })),
+    })));
+    io.out(JSON.stringify({ backfillId: backfill.id, status: backfill.status, runs: details }, null, 2));
+  } else {
+    const failed = latest.filter((r) => r.status !== "success");
+    io.out(`backfill ${shortId(backfill.id)} ${backfill.status}: ${latest.length - failed.length} of ${latest.length} run(s) succeeded${failed.length ? `; failed partitions: ${failed.map((r) => r.partitionRange).join(", ")} (retry: floe backfill retry ${shortId(backfill.id)})` : ""}`);
+  }
+  return backfill.status === "success" ? EXIT.ok : EXIT.failed;
 }
 
 function schedulerLog(io: Io): (schedule: string, tickTime: Date, run: { id: string; partitionRange: string | null }) => void {

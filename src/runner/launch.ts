@@ -99,6 +99,7 @@ export async function rerun(
   idOrPrefix: string,
   opts: { fromFailure: boolean },
   options: RunnerOptions = {},
+  launch: { enqueueOnly?: boolean; backfillId?: string } = {},
 ): Promise<RunOutcome | null> {
   const parent = await store.getRun(idOrPrefix);
   if (parent.status === "queued" || parent.status === "running") {
@@ -119,6 +120,7 @@ export async function rerun(
     parentRunId: parent.id,
     tags: { ...parent.tags, ...(opts.fromFailure ? { "floe/from_failure": "true" } : {}) },
     status: "queued",
+    ...(launch.backfillId ? { backfillId: launch.backfillId, priority: -1 } : {}),
     steps: steps.map((s) =>
       opts.fromFailure && !redo.has(s.status)
         ? { asset: s.asset, partition: s.partition, status: "success" as const, metadata: s.metadata, attempts: 0 }
@@ -126,5 +128,6 @@ export async function rerun(
     ),
   };
   const run = await store.createRun(newRun);
+  if (launch.enqueueOnly) return null;
   return executeRun(store, graph, run.id, options);
 }

@@ -17,6 +17,8 @@ export interface WorkerOptions extends Omit<RunnerOptions, "worker" | "signal"> 
   /** Return when the queue is empty instead of waiting for more. */
   untilEmpty?: boolean;
   onRun?: (outcome: RunOutcome) => void;
+  /** Claim only the runs of this backfill. */
+  backfillId?: string;
 }
 
 /**
@@ -36,7 +38,7 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
   const loop = async (): Promise<void> => {
     while (!signal.aborted) {
       await store.failStaleRuns(heartbeatMs * (options.missedHeartbeats ?? 3));
-      const run = await store.claimRun(workerId);
+      const run = await store.claimRun(workerId, options.backfillId === undefined ? {} : { backfillId: options.backfillId });
       if (!run) {
         if (options.untilEmpty) return;
         await sleep(options.pollMs ?? 1_000, signal);

@@ -1,5 +1,7 @@
 export { StateStore, redactUrl } from "./store.js";
 export type {
+  BackfillRecord,
+  StoreSummary,
   EventLevel,
   EventRecord,
   MaterializationRecord,

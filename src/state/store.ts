@@ -14,6 +14,18 @@ export type RunStatus = "queued" | "running" | "success" | "failed" | "canceled"
 export type StepStatus = "pending" | "running" | "success" | "failed" | "skipped" | "upstream_failed";
 export type EventLevel = "debug" | "info" | "warn" | "error";
 
+export interface BackfillRecord {
+  id: string;
+  selection: string;
+  from: string;
+  to: string;
+  policy: string;
+  status: string;
+  createdAt: Date;
+  /** Its runs' counts by status. */
+  runs: Record<string, number>;
+}
+
 export interface StoreSummary {
   runs: Array<{ status: string; trigger: string; count: number }>;
   steps: Array<{ asset: string; status: string; count: number }>;
@@ -89,6 +101,10 @@ export interface NewRun {
   tags?: Record<string, string>;
   /** Default `queued`. */
   status?: RunStatus;
+  /** Higher runs first in the queue (default 0; backfills use -1). */
+  priority?: number;
+  /** The backfill this run belongs to. */
+  backfillId?: string | null;
   /** In plan (dependency) order; `getSteps` returns them in this order. */
   steps: Array<{ asset: string; partition: string | null; status?: StepStatus; metadata?: Record<string, unknown>; attempts?: number }>;
 }
@@ -239,6 +255,82 @@ export class StateStore {
     return rows[0] ? toRun(rows[0]) : undefined;
   }
 
+  /**
+   * Records a backfill and all its runs (each with its steps) in one statement. Backfill runs
+   * get priority -1: they never hold back manual or scheduled runs in the queue.
+   *
+   * @example
+   * const b = await store.createBackfill({ selection: "+orders", from: "2025-01-01", to: "2025-03-31", policy: "per-partition", runs });
+   */
+  async createBackfill(b: { id?: string; selection: string; from: string; to: string; policy: string; runs: readonly NewRun[] }): Promise<BackfillRecord> {
+    const id = b.id ?? randomUUID();
+    const runs = b.runs.map((r) => ({
+      id: r.id ?? randomUUID(),
+      trigger: r.trigger,
+      selection: r.selection ?? null,
+      partition_range: r.partitionRange ?? null,
+      parent_run_id: r.parentRunId ?? null,
+      tags: { ...(r.tags ?? {}), "floe/backfill": id },
+      steps: r.steps.map((x, i) => ({ asset: x.asset, partition: x.partition ?? "", seq: i + 1, status: x.status ?? "pending", attempts: x.attempts ?? 0, metadata: x.metadata ?? {} })),
+    }));
+    await sql`
+      with b as (
+        insert into backfills (id, selection, range_from, range_to, policy, status)
+        values (${id}, ${b.selection}, ${b.from}, ${b.to}, ${b.policy}, 'running') returning id
+      ), src as (
+        select e, o from jsonb_array_elements(${json(runs)}::jsonb) with ordinality as t(e, o)
+      ), r as (
+        -- created_at a microsecond apart keeps the queue in partition order
+        insert into runs (id, status, trigger, selection, partition_range, parent_run_id, tags, priority, backfill_id, created_at)
+        select e->>'id', 'queued', e->>'trigger', e->>'selection', e->>'partition_range', e->>'parent_run_id', e->'tags', -1, b.id,
+               now() + o * interval '1 microsecond'
+        from src, b
+        returning id, created_at
+      ), s as (
+        insert into run_steps (run_id, asset, partition, seq, status, attempts, metadata, created_at)
+        select r.id, x->>'asset', x->>'partition', (x->>'seq')::int, x->>'status', (x->>'attempts')::int, x->'metadata', r.created_at
+        from src join r on r.id = src.e->>'id', jsonb_array_elements(src.e->'steps') as y(x)
+      )
+      insert into events (run_id, type, level, message)
+      select r.id, 'run_created', 'info', 'run created by backfill ' || ${id} from r`.execute(this.db);
+    return this.getBackfill(id);
+  }
+
+  /**
+   * A backfill by id or unique prefix (4+ characters), with its runs' counts by status.
+   *
+   * @example
+   * const b = await store.getBackfill("9c1e"); // { status: "running", runs: { queued: 40, success: 50 } … }
+   */
+  async getBackfill(idOrPrefix: string): Promise<BackfillRecord> {
+    const { rows } = await sql<{ id: string; selection: string; range_from: string; range_to: string; policy: string; status: string; created_at: Date; matches: number }>`
+      select *, (count(*) over ())::int as matches from backfills
+      where id = ${idOrPrefix} or (length(${idOrPrefix}) >= 4 and starts_with(id, ${idOrPrefix}))
+      order by (id = ${idOrPrefix}) desc limit 1`.execute(this.db);
+    const row = rows[0];
+    if (!row) throw new UserError(`unknown backfill \`${idOrPrefix}\``);
+    if (row.matches > 1 && row.id !== idOrPrefix) throw new UserError(`backfill prefix \`${idOrPrefix}\` is ambiguous: matches ${row.matches} backfills`);
+    const counts = await sql<{ status: string; n: number }>`select status, count(*)::int as n from runs where backfill_id = ${row.id} group by status`.execute(this.db);
+    return {
+      id: row.id, selection: row.selection, from: row.range_from, to: row.range_to, policy: row.policy, status: row.status, createdAt: row.created_at,
+      runs: Object.fromEntries(counts.rows.map((c) => [c.status, c.n])),
+    };
+  }
+
+  /** The runs of a backfill, oldest first. */
+  async backfillRuns(id: string): Promise<RunRecord[]> {
+    const rows = await this.db.selectFrom("runs").selectAll().where(sql<boolean>`backfill_id = ${id}`).orderBy("created_at").orderBy("id").execute();
+    return rows.map(toRun);
+  }
+
+  /** Sets a backfill's status; `canceled` also cancels its queued runs, in one statement. */
+  async setBackfillStatus(id: string, status: "running" | "success" | "failed" | "canceled"): Promise<void> {
+    await sql`
+      with b as (update backfills set status = ${status} where id = ${id} returning id)
+      update runs set status = 'canceled', ended_at = now()
+      where ${status} = 'canceled' and backfill_id in (select id from b) and status = 'queued'`.execute(this.db);
+  }
+
   /** The latest recorded tick of each schedule. */
   async lastTicks(): Promise<Map<string, Date>> {
     const { rows } = await sql<{ schedule: string; tick_time: Date }>`select schedule, max(tick_time) as tick_time from schedule_ticks group by schedule`.execute(this.db);
@@ -261,9 +353,9 @@ export class StateStore {
       : sql`select ${id}::text as run_id`;
     const { rows } = await sql<Selectable<RunsTable>>`
       with g as (${gate}), r as (
-        insert into runs (id, status, trigger, selection, partition_range, parent_run_id, tags)
+        insert into runs (id, status, trigger, selection, partition_range, parent_run_id, tags, priority, backfill_id)
         select ${id}, ${run.status ?? "queued"}, ${run.trigger}, ${run.selection ?? null}, ${run.partitionRange ?? null},
-               ${run.parentRunId ?? null}, ${json(run.tags ?? {})}::jsonb
+               ${run.parentRunId ?? null}, ${json(run.tags ?? {})}::jsonb, ${run.priority ?? 0}, ${run.backfillId ?? null}
         from g
         returning *
       ), s as (
@@ -386,10 +478,11 @@ export class StateStore {
    * @example
    * const run = await store.claimRun("host:1234");
    */
-  async claimRun(worker: string): Promise<RunRecord | undefined> {
+  async claimRun(worker: string, opts: { backfillId?: string } = {}): Promise<RunRecord | undefined> {
+    const only = opts.backfillId === undefined ? sql`true` : sql`backfill_id = ${opts.backfillId}`;
     const { rows } = await sql<Selectable<RunsTable>>`
       update runs set status = 'running', worker = ${worker}, heartbeat_at = now(), started_at = coalesce(started_at, now())
-      where id = (select id from runs where status = 'queued' order by priority desc, created_at, id limit 1 for update skip locked)
+      where id = (select id from runs where status = 'queued' and ${only} order by priority desc, created_at, id limit 1 for update skip locked)
       returning *`.execute(this.db);
     return rows[0] ? toRun(rows[0]) : undefined;
   }
