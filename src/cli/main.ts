@@ -347,11 +347,13 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const [{ runScheduler }, { runWorker }] = await Promise.all([import("../scheduler/scheduler.js"), import("../runner/worker.js")]);
       await withStore(ctx.settings, "floe dev", async (store, resources) => {
         io.err(`floe dev: scheduler and worker on ${ctx.settings.databaseUrl ? "PostgreSQL" : `the embedded store in ${ctx.settings.home}`}; queue runs with \`floe materialize --queue\` from this process's store or wait for schedules; Ctrl-C stops`);
+        const wake = new EventTarget(); // a tick wakes the worker at once instead of at its next poll
+        const log = schedulerLog(io);
         await cancellable(
           (signal) =>
             Promise.all([
-              runScheduler(store, ctx.graph, { signal, onRun: schedulerLog(io), onError: schedulerError(io) }),
-              runWorker(store, ctx.graph, { runs, signal, resources, onRun: (r) => io.out(`run ${shortId(r.runId)} ${r.status}`) }),
+              runScheduler(store, ctx.graph, { signal, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
+              runWorker(store, ctx.graph, { runs, signal, resources, wake, onRun: (r) => io.out(`run ${shortId(r.runId)} ${r.status}`) }),
             ]),
           "stopping: no new runs are claimed; running steps finish",
         );

@@ -19,6 +19,8 @@ export interface WorkerOptions extends Omit<RunnerOptions, "worker" | "signal"> 
   onRun?: (outcome: RunOutcome) => void;
   /** Claim only the runs of this backfill. */
   backfillId?: string;
+  /** Fires when a run was queued in this process (e.g. by the scheduler): the worker looks at once. */
+  wake?: EventTarget;
 }
 
 /**
@@ -41,7 +43,7 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
       const run = await store.claimRun(workerId, options.backfillId === undefined ? {} : { backfillId: options.backfillId });
       if (!run) {
         if (options.untilEmpty) return;
-        await sleep(options.pollMs ?? 1_000, signal);
+        await sleep(options.pollMs ?? 1_000, signal, options.wake);
         continue;
       }
       const outcome = await executeRun(store, graph, run.id, { ...options, worker: workerId, heartbeatMs, signal });
@@ -53,14 +55,16 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
   return executed;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, signal: AbortSignal, wake?: EventTarget): Promise<void> {
   return new Promise((resolve) => {
     const done = (): void => {
       clearTimeout(t);
       signal.removeEventListener("abort", done);
+      wake?.removeEventListener("run", done);
       resolve();
     };
     const t = setTimeout(done, ms);
     signal.addEventListener("abort", done, { once: true });
+    wake?.addEventListener("run", done, { once: true });
   });
 }
