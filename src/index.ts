@@ -13,7 +13,7 @@ export { asset, defineAsset, pipeline } from "./assets/asset.js";
 export { duckdbTable } from "./assets/duckdb-table.js";
 export type { DuckdbTableOptions } from "./assets/duckdb-table.js";
 export { checks } from "./duckdb/checks.js";
-export { secret } from "./secrets.js";
+export { secret, resolveSecret } from "./secrets.js";
 export type { SecretRef } from "./secrets.js";
 export type { CheckDefinition, CheckResult, CheckSeverity } from "./duckdb/checks.js";
 export type { AssetDep, AssetOptions, KindAssetOptions, PipelineOptions } from "./assets/asset.js";

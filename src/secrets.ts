@@ -33,5 +33,33 @@ export function resolveSecret(v: string | SecretRef, env: NodeJS.ProcessEnv = pr
   if (!isSecretRef(v)) return v;
   const value = env[v.name];
   if (value === undefined || value === "") throw new UserError(`secret \`${v.name}\` is not set; export ${v.name}=… before running floe`);
+  revealed().add(value);
   return value;
+}
+
+/** Secret values resolved in this process, shared by every copy of floe loaded in it. */
+function revealed(): Set<string> {
+  const g = globalThis as { [REVEALED]?: Set<string> };
+  g[REVEALED] ??= new Set();
+  return g[REVEALED];
+}
+const REVEALED = Symbol.for("floe.revealedSecrets");
+
+/**
+ * Replaces every secret value resolved in this process with `***`. floe passes everything it
+ * writes through it: events, step and run errors, CLI output.
+ *
+ * @example
+ * redact(`token ${resolveSecret(secret("API_TOKEN"))} rejected`); // "token *** rejected"
+ */
+export function redact(text: string): string {
+  let out = text;
+  for (const value of revealed()) if (value.length >= 4 && out.includes(value)) out = out.split(value).join("***");
+  return out;
+}
+
+/** {@link redact} over every string inside a JSON-like value. */
+export function redactDeep<T>(value: T): T {
+  if (revealed().size === 0) return value;
+  return JSON.parse(redact(JSON.stringify(value))) as T;
 }

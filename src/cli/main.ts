@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { UserError, isUserError } from "../errors.js";
+import { redact } from "../secrets.js";
 import type { AssetGraph } from "../dag/graph.js";
 import { plan, type PartitionSelection } from "../dag/plan.js";
 import { select } from "../dag/selection.js";
@@ -19,8 +20,8 @@ export interface Io {
 }
 
 const processIo: Io = {
-  out: (t) => process.stdout.write(t.endsWith("\n") ? t : `${t}\n`),
-  err: (t) => process.stderr.write(t.endsWith("\n") ? t : `${t}\n`),
+  out: (t) => process.stdout.write(redact(t.endsWith("\n") ? t : `${t}\n`)),
+  err: (t) => process.stderr.write(redact(t.endsWith("\n") ? t : `${t}\n`)),
 };
 
 /** Exit codes of the CLI contract. */

@@ -1,3 +1,4 @@
+import { redactDeep } from "../secrets.js";
 import type { NewEvent, NewMaterialization, RunUpdate, StateStore, StepUpdate } from "../state/index.js";
 
 /**
@@ -63,12 +64,17 @@ export class Recorder {
       // Let the current tick queue more work before writing.
       await new Promise<void>((r) => setImmediate(r));
       while (this.pending() && !this.error) {
-        const batch = {
+        // Nothing a step wrote reaches the store with a secret in it.
+        const batch = redactDeep({
           steps: [...this.steps.values()],
           runs: [...this.runs.values()],
           events: this.events,
           materializations: [...this.materializations.values()],
-        };
+        });
+        for (const e of batch.events) if (typeof e.at === "string") e.at = new Date(e.at);
+        for (const s of batch.steps) for (const k of ["startedAt", "endedAt"] as const) if (typeof s[k] === "string") s[k] = new Date(s[k]);
+        for (const r of batch.runs) for (const k of ["startedAt", "endedAt"] as const) if (typeof r[k] === "string") r[k] = new Date(r[k]);
+        for (const m of batch.materializations) if (typeof m.materializedAt === "string") m.materializedAt = new Date(m.materializedAt);
         this.steps = new Map();
         this.runs = new Map();
         this.events = [];
