@@ -336,7 +336,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const { runScheduler } = await import("../scheduler/scheduler.js");
       await withStore(ctx.settings, "floe scheduler", async (store) => {
         io.err(`floe scheduler: ${[...ctx.graph.pipelines.values()].filter((p) => p.pipeline.schedule).length} schedule(s); Ctrl-C stops`);
-        await cancellable((signal) => runScheduler(store, ctx.graph, { signal, onRun: schedulerLog(io), onError: schedulerError(io) }), "stopping");
+        await cancellable((signal) => runScheduler(store, ctx.graph, { signal, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: schedulerLog(io), onError: schedulerError(io) }), "stopping");
       });
     });
 
@@ -353,7 +353,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         await cancellable(
           (signal) =>
             Promise.all([
-              runScheduler(store, ctx.graph, { signal, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
+              runScheduler(store, ctx.graph, { signal, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
               runWorker(store, ctx.graph, { runs, signal, resources, wake, onRun: (r) => io.out(`run ${shortId(r.runId)} ${r.status}`) }),
             ]),
           "stopping: no new runs are claimed; running steps finish",

@@ -17,6 +17,8 @@ async function configSchema() {
       home: z.string().optional(),
       /** Steps at once per run (default: cores). */
       concurrency: z.number().int().positive().optional(),
+      /** Days of event log kept; the scheduler deletes older events (default 30; 0 keeps everything). */
+      eventRetentionDays: z.number().int().nonnegative().optional(),
     })
     .strict();
 }
@@ -40,6 +42,7 @@ export interface ProjectSettings {
   databaseUrl: string | undefined;
   warehouse: string;
   concurrency: number | undefined;
+  eventRetentionDays: number;
 }
 
 /**
@@ -73,5 +76,6 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
     databaseUrl: nonEmpty(env.FLOE_DATABASE_URL) ?? config.databaseUrl,
     warehouse: warehouse.startsWith("s3://") ? warehouse : resolve(dir, warehouse),
     concurrency: config.concurrency,
+    eventRetentionDays: config.eventRetentionDays ?? 30,
   };
 }

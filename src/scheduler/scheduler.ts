@@ -8,6 +8,8 @@ export interface SchedulerOptions {
   onRun?: (schedule: string, tickTime: Date, run: RunRecord) => void;
   /** A tick that could not be recorded (the state store failed); the scheduler goes on. */
   onError?: (schedule: string, tickTime: Date, error: unknown) => void;
+  /** Events older than this many days are deleted, at start and hourly (default 30; 0 keeps all). */
+  eventRetentionDays?: number;
   /** At most this many missed ticks are run per schedule with `catchUp: "all"` (default 1,000). */
   maxCatchUp?: number;
 }
@@ -41,6 +43,11 @@ export async function runScheduler(store: StateStore, graph: AssetGraph, options
     if (run) options.onRun?.(s.name, tickTime, run);
   };
 
+  const retention = options.eventRetentionDays ?? 30;
+  const prune = (): void => void (retention > 0 ? store.pruneEvents(retention).catch(() => undefined) : undefined);
+  prune();
+  const pruner = setInterval(prune, 3_600_000);
+
   const last = await store.lastTicks();
   const now = new Date();
   for (const s of schedules) {
@@ -64,4 +71,5 @@ export async function runScheduler(store: StateStore, graph: AssetGraph, options
     signal.addEventListener("abort", () => resolve(), { once: true });
   });
   for (const c of crons) c.stop();
+  clearInterval(pruner);
 }

@@ -331,6 +331,17 @@ export class StateStore {
       where ${status} = 'canceled' and backfill_id in (select id from b) and status = 'queued'`.execute(this.db);
   }
 
+  /**
+   * Deletes events older than `days` days (the event log's retention); returns how many.
+   *
+   * @example
+   * await store.pruneEvents(30);
+   */
+  async pruneEvents(days: number): Promise<number> {
+    const r = await sql`delete from events where created_at < now() - make_interval(days => ${days})`.execute(this.db);
+    return Number(r.numAffectedRows ?? 0);
+  }
+
   /** The latest recorded tick of each schedule. */
   async lastTicks(): Promise<Map<string, Date>> {
     const { rows } = await sql<{ schedule: string; tick_time: Date }>`select schedule, max(tick_time) as tick_time from schedule_ticks group by schedule`.execute(this.db);

@@ -88,3 +88,23 @@ describe.skipIf(!db)("schedulers on one PostgreSQL", () => {
     }
   });
 });
+
+describe.skipIf(!db)("event retention", () => {
+  it("the scheduler deletes events older than the retention and keeps recent ones", async () => {
+    const s = await open();
+    const run = await s.createRun({ trigger: "manual", steps: [] });
+    await sql`insert into events (run_id, type, level, message, created_at) values
+      (${run.id}, 'log', 'info', 'ancient', now() - interval '40 days'),
+      (${run.id}, 'log', 'info', 'recent', now() - interval '5 days')`.execute(s.db);
+    const g = AssetGraph.build([{ module: "p.ts", pipeline: pipeline("quiet", { assets: [asset("q", { materialize: noop })] }) }]);
+    const controller = new AbortController();
+    const p = runScheduler(s, g, { signal: controller.signal, eventRetentionDays: 30 });
+    await new Promise((r) => setTimeout(r, 300));
+    controller.abort();
+    await p;
+    const messages = (await s.getEvents(run.id)).map((e) => e.message);
+    expect(messages).toContain("recent");
+    expect(messages).not.toContain("ancient");
+    expect(messages).toContain("run created: 0 steps");
+  });
+});
