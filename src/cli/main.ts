@@ -129,12 +129,15 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         else io.out(`run ${shortId(run.id)} queued: ${planned.steps.length} steps; a \`floe worker\` will execute it`);
         return;
       }
+      const notify = await notifications(io, ctx);
       code = await withStore(ctx.settings, "floe materialize", async (store, resources) => {
         const outcome = await cancellable((signal) =>
           materialize(store, ctx.graph, { assets, selection: o.select, ...(partitions ? { partitions } : {}), staleOnly: o.stale === true }, {
             signal, resources, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
           }),
         );
+        if (outcome.runId !== null) notify.run(outcome);
+        await notify.drain();
         return report(io, outcome, o.json === true, o.stale ? "nothing is stale or missing in the selection" : "");
       });
     });
@@ -237,10 +240,13 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option("--json", "machine-readable result")
     .action(async (id: string, o: Common & { fromFailure?: boolean }) => {
       const ctx = await project(o);
+      const notify = await notifications(io, ctx);
       code = await withStore(ctx.settings, "floe rerun", async (store, resources) => {
         const outcome = await cancellable((signal) =>
           rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, ...(o.json ? {} : { onProgress: progress(io) }) }),
         );
+        if (outcome) notify.run(outcome);
+        await notify.drain();
         if (outcome === null) {
           const run = await store.getRun(id);
           const msg = `run ${shortId(run.id)} has no failed steps; nothing to rerun`;
@@ -259,16 +265,21 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const runs = positiveInt(o.runs, "--runs");
       const ctx = await project(o);
       const { runWorker } = await import("../runner/worker.js");
+      const notify = await notifications(io, ctx);
       await withStore(ctx.settings, "floe worker", async (store, resources) => {
         io.err(`floe worker: waiting for queued runs (${runs} at a time; Ctrl-C stops after the running ones)`);
         await cancellable((signal) =>
           runWorker(store, ctx.graph, {
             runs, signal, resources, untilEmpty: o.untilEmpty === true,
             ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}),
-            onRun: (r) => io.out(`run ${shortId(r.runId)} ${r.status}: ${r.steps.filter((x) => x.status === "success").length}/${r.steps.length} steps succeeded`),
+            onRun: (r) => {
+              notify.run(r);
+              io.out(`run ${shortId(r.runId)} ${r.status}: ${r.steps.filter((x) => x.status === "success").length}/${r.steps.length} steps succeeded`);
+            },
           }),
           "stopping: no new runs are claimed; running steps finish",
         );
+        await notify.drain();
       });
     });
 
@@ -346,6 +357,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const runs = positiveInt(o.runs, "--runs");
       const ctx = await project(o);
       const [{ runScheduler }, { runWorker }] = await Promise.all([import("../scheduler/scheduler.js"), import("../runner/worker.js")]);
+      const notify = await notifications(io, ctx);
       await withStore(ctx.settings, "floe dev", async (store, resources) => {
         io.err(`floe dev: scheduler and worker on ${ctx.settings.databaseUrl ? "PostgreSQL" : `the embedded store in ${ctx.settings.home}`}; queue runs with \`floe materialize --queue\` from this process's store or wait for schedules; Ctrl-C stops`);
         const wake = new EventTarget(); // a tick wakes the worker at once instead of at its next poll
@@ -354,10 +366,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           (signal) =>
             Promise.all([
               runScheduler(store, ctx.graph, { signal, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
-              runWorker(store, ctx.graph, { runs, signal, resources, wake, onRun: (r) => io.out(`run ${shortId(r.runId)} ${r.status}`) }),
+              runWorker(store, ctx.graph, { runs, signal, resources, wake, onRun: (r) => (notify.run(r), io.out(`run ${shortId(r.runId)} ${r.status}`)) }),
             ]),
           "stopping: no new runs are claimed; running steps finish",
         );
+        await notify.drain();
       });
     });
 
@@ -401,6 +414,21 @@ async function project(o: Common): Promise<{ settings: ProjectSettings; graph: A
   const settings = await loadSettings(o.project ?? process.cwd());
   const { graph } = await loadProject(settings.dir);
   return { settings, graph };
+}
+
+/** The project's notification dispatcher; failed deliveries are reported on stderr, never fatal. */
+async function notifications(io: Io, ctx: { settings: ProjectSettings; graph: AssetGraph }) {
+  const { projectDispatcher, runNotification } = await import("../notify/runs.js");
+  const dispatcher = projectDispatcher(ctx.settings, ctx.graph, {
+    onResult: (name, outcome, error) => {
+      if (outcome === "failed") io.err(`floe: notification to ${name} failed after retries: ${error ?? ""}`);
+    },
+  });
+  return {
+    run: (outcome: RunOutcome) => dispatcher.publish(runNotification(outcome, ctx.graph)),
+    publish: (n: Parameters<typeof dispatcher.publish>[0]) => dispatcher.publish(n),
+    drain: () => dispatcher.drain(15_000),
+  };
 }
 
 /** Opens the state store (loaded only by commands that need it) and the resources steps use. */

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { z as Z } from "zod";
 import { UserError } from "../errors.js";
+import { isNotifier, type Notifier, type NotificationEvent } from "../notify/notifier.js";
 import { importUserModule } from "./load.js";
 
 /** The config schema; zod is loaded only when a project has a config file. */
@@ -17,6 +18,18 @@ async function configSchema() {
       home: z.string().optional(),
       /** Steps at once per run (default: cores). */
       concurrency: z.number().int().positive().optional(),
+      /** Where notifications go: `[{ notifier: webhook({ url }), events: ["run_failed"], select: "pipeline:orders" }]`. */
+      notifications: z
+        .array(
+          z
+            .object({
+              notifier: z.custom<Notifier>(isNotifier, { message: "expected a notifier, e.g. webhook({ url }) or slack({ url })" }),
+              events: z.array(z.enum(["run_failed", "run_succeeded", "run_canceled", "backfill_finished"])).optional(),
+              select: z.string().optional(),
+            })
+            .strict(),
+        )
+        .optional(),
       /** Days of event log kept; the scheduler deletes older events (default 30; 0 keeps everything). */
       eventRetentionDays: z.number().int().nonnegative().optional(),
     })
@@ -43,6 +56,7 @@ export interface ProjectSettings {
   warehouse: string;
   concurrency: number | undefined;
   eventRetentionDays: number;
+  notifications: Array<{ notifier: Notifier; events?: NotificationEvent[]; select?: string }>;
 }
 
 /**
@@ -77,5 +91,6 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
     warehouse: warehouse.startsWith("s3://") ? warehouse : resolve(dir, warehouse),
     concurrency: config.concurrency,
     eventRetentionDays: config.eventRetentionDays ?? 30,
+    notifications: config.notifications ?? [],
   };
 }

@@ -1,0 +1,44 @@
+import { createHmac } from "node:crypto";
+import { resolveSecret, type SecretRef } from "../secrets.js";
+import { NOTIFIER_BRAND, type Notifier } from "./notifier.js";
+
+/**
+ * POSTs each notification as JSON. With `secret`, the body is signed: header
+ * `x-floe-signature: sha256=<hex HMAC-SHA256 of the body>`.
+ *
+ * @example
+ * webhook({ url: "https://ops.example.com/floe", secret: secret("FLOE_WEBHOOK_SECRET") })
+ */
+export function webhook(options: { url: string; secret?: string | SecretRef; name?: string; headers?: Record<string, string> }): Notifier {
+  return {
+    [NOTIFIER_BRAND]: true,
+    name: options.name ?? "webhook",
+    async send(n, signal) {
+      const body = JSON.stringify(n);
+      const headers: Record<string, string> = { "content-type": "application/json", ...options.headers };
+      if (options.secret !== undefined) {
+        headers["x-floe-signature"] = `sha256=${createHmac("sha256", resolveSecret(options.secret)).update(body).digest("hex")}`;
+      }
+      const res = await fetch(options.url, { method: "POST", body, headers, signal });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    },
+  };
+}
+
+/**
+ * Posts `{ text }` to a Slack-compatible incoming webhook.
+ *
+ * @example
+ * slack({ url: secret("SLACK_WEBHOOK_URL") })
+ */
+export function slack(options: { url: string | SecretRef; name?: string }): Notifier {
+  return {
+    [NOTIFIER_BRAND]: true,
+    name: options.name ?? "slack",
+    async send(n, signal) {
+      const icon = n.event === "run_succeeded" ? ":white_check_mark:" : n.event === "run_canceled" ? ":no_entry_sign:" : ":x:";
+      const res = await fetch(resolveSecret(options.url), { method: "POST", body: JSON.stringify({ text: `${icon} ${n.message}` }), headers: { "content-type": "application/json" }, signal });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    },
+  };
+}

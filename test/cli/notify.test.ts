@@ -1,0 +1,72 @@
+import { createHmac } from "node:crypto";
+import { createServer, type IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { floe, tempProject } from "../helpers/project.js";
+import { testDatabase } from "../helpers/pg.js";
+
+const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
+const received: Array<{ body: string; signature: string | undefined }> = [];
+let attempts = 0;
+const server = createServer((req: IncomingMessage, res) => {
+  let body = "";
+  req.on("data", (d: Buffer) => (body += d.toString()));
+  req.on("end", () => {
+    attempts++;
+    if (attempts === 1) return void res.writeHead(500).end(); // the first delivery fails: retried
+    received.push({ body, signature: req.headers["x-floe-signature"] as string | undefined });
+    res.writeHead(204).end();
+  });
+});
+let hook = "";
+beforeAll(async () => {
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  hook = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+});
+const project = tempProject({
+  "pipelines/n.ts": `import { asset, pipeline } from "floe";
+export default pipeline("n", { assets: [asset("fine", { materialize: () => ({}) }), asset("flaky", { materialize: () => { throw new Error("disk full"); } })] });
+`,
+  "floe.config.ts": `import { defineConfig, secret, webhook } from "floe";
+export default defineConfig({
+  notifications: [
+    { notifier: webhook({ url: process.env.HOOK_URL!, secret: secret("HOOK_SECRET") }), events: ["run_failed"], select: "flaky" },
+    { notifier: webhook({ url: "http://127.0.0.1:1/nowhere", name: "dead" }), events: ["run_failed"] },
+  ],
+});
+`,
+});
+afterAll(async () => {
+  server.close();
+  project.remove();
+  await db?.drop();
+});
+
+describe.skipIf(!db)("notifications", () => {
+  it("a failed run is posted, signed, retried after a 500; a dead endpoint never changes the run's result", async () => {
+    const env = { FLOE_DATABASE_URL: db!.url, HOOK_URL: hook, HOOK_SECRET: "s3cr3t-hmac-key" };
+    const ok = await floe(["materialize", "--select", "fine"], { cwd: project.dir, env });
+    expect(ok.code).toBe(0);
+    expect(ok.stderr).not.toMatch(/notification/); // run_succeeded is not routed anywhere
+    const r = await floe(["materialize", "--select", "*", "--json"], { cwd: project.dir, env });
+    expect(r.code).toBe(1);
+    const runId = (JSON.parse(r.stdout) as { runId: string }).runId;
+    expect(received).toHaveLength(1);
+    expect(attempts).toBe(2);
+    const { body, signature } = received[0]!;
+    expect(signature).toBe(`sha256=${createHmac("sha256", "s3cr3t-hmac-key").update(body).digest("hex")}`);
+    expect(JSON.parse(body)).toMatchObject({
+      event: "run_failed", runId, status: "failed", pipelines: ["n"],
+      failedSteps: [{ asset: "flaky", partition: null, error: "disk full" }],
+      message: `run ${runId.slice(0, 8)} failed: 1 of 2 steps succeeded: flaky: disk full`,
+    });
+    expect(r.stderr).toMatch(/^floe: notification to dead failed after retries: /m);
+  });
+
+  it("a bad notifications entry in floe.config.ts names the path", async () => {
+    project.write({ "floe.config.ts": `export default { notifications: [{ notifier: "https://example.invalid" }] };\n` });
+    const r = await floe(["list"], { cwd: project.dir, env: { FLOE_DATABASE_URL: db!.url } });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe("floe: floe.config.ts: notifications.0.notifier: expected a notifier, e.g. webhook({ url }) or slack({ url })");
+  });
+});
