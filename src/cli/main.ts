@@ -133,7 +133,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       code = await withStore(ctx.settings, "floe materialize", async (store, resources) => {
         const outcome = await cancellable((signal) =>
           materialize(store, ctx.graph, { assets, selection: o.select, ...(partitions ? { partitions } : {}), staleOnly: o.stale === true }, {
-            signal, resources, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
+            signal, resources, graceMs: ctx.settings.shutdownGraceMs, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
           }),
         );
         if (outcome.runId !== null) notify.run(outcome);
@@ -243,7 +243,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const notify = await notifications(io, ctx);
       code = await withStore(ctx.settings, "floe rerun", async (store, resources) => {
         const outcome = await cancellable((signal) =>
-          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, ...(o.json ? {} : { onProgress: progress(io) }) }),
+          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, graceMs: ctx.settings.shutdownGraceMs, ...(o.json ? {} : { onProgress: progress(io) }) }),
         );
         if (outcome) notify.run(outcome);
         await notify.drain();
@@ -260,17 +260,19 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
 
   command("worker", "execute queued runs (a deployment role; use with FLOE_DATABASE_URL)")
     .option("--runs <n>", "runs executed at once", "1")
+    .option("--metrics-port <n>", "also serve /metrics, /health and /ready on this port")
     .option("--until-empty", "exit when the queue is empty")
-    .action(async (o: Common & { runs: string; untilEmpty?: boolean }) => {
+    .action(async (o: Common & { runs: string; untilEmpty?: boolean; metricsPort?: string }) => {
       const runs = positiveInt(o.runs, "--runs");
       const ctx = await project(o);
       const { runWorker } = await import("../runner/worker.js");
       const notify = await notifications(io, ctx);
       await withStore(ctx.settings, "floe worker", async (store, resources) => {
+        const metrics = await metricsServer(io, store, o.metricsPort);
         io.err(`floe worker: waiting for queued runs (${runs} at a time; Ctrl-C stops after the running ones)`);
         await cancellable((signal) =>
           runWorker(store, ctx.graph, {
-            runs, signal, resources, untilEmpty: o.untilEmpty === true,
+            runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, untilEmpty: o.untilEmpty === true,
             ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}),
             onRun: (r) => {
               notify.run(r);
@@ -280,6 +282,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           "stopping: no new runs are claimed; running steps finish",
         );
         await notify.drain();
+        metrics?.close();
       });
     });
 
@@ -303,7 +306,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       code = await withStore(ctx.settings, "floe backfill", async (store, resources) => {
         const created = await store.createBackfill({ selection: o.select!, from: o.from!, to: o.to!, policy: o.policy, runs: planned });
         if (!o.json) io.err(`backfill ${shortId(created.id)}: ${planned.length} run(s) over ${o.from}…${o.to}; resume with \`floe backfill retry ${shortId(created.id)}\``);
-        return driveAndReport(io, store, ctx.graph, created.id, runs, resources, o.json === true, planned.length);
+        return driveAndReport(io, store, ctx.graph, created.id, runs, resources, o.json === true, planned.length, ctx.settings.shutdownGraceMs);
       });
     });
   backfill
@@ -322,7 +325,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         const b = await store.getBackfill(id);
         const requeued = await bf.retryBackfill(store, ctx.graph, b.id);
         if (!o.json) io.err(`backfill ${shortId(b.id)}: ${requeued} failed run(s) requeued`);
-        return driveAndReport(io, store, ctx.graph, b.id, runs, resources, o.json === true, undefined);
+        return driveAndReport(io, store, ctx.graph, b.id, runs, resources, o.json === true, undefined, ctx.settings.shutdownGraceMs);
       });
     });
   backfill
@@ -342,23 +345,28 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     });
 
   command("scheduler", "turn schedule ticks into queued runs (a deployment role; use with FLOE_DATABASE_URL)")
-    .action(async (o: Common) => {
+    .option("--metrics-port <n>", "also serve /metrics, /health and /ready on this port")
+    .action(async (o: Common & { metricsPort?: string }) => {
       const ctx = await project(o);
       const { runScheduler } = await import("../scheduler/scheduler.js");
       await withStore(ctx.settings, "floe scheduler", async (store) => {
+        const metrics = await metricsServer(io, store, o.metricsPort);
         io.err(`floe scheduler: ${[...ctx.graph.pipelines.values()].filter((p) => p.pipeline.schedule).length} schedule(s); Ctrl-C stops`);
         await cancellable((signal) => runScheduler(store, ctx.graph, { signal, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: schedulerLog(io), onError: schedulerError(io) }), "stopping");
+        metrics?.close();
       });
     });
 
   command("dev", "scheduler and worker in one process, on the embedded store by default")
     .option("--runs <n>", "runs executed at once", "1")
-    .action(async (o: Common & { runs: string }) => {
+    .option("--metrics-port <n>", "also serve /metrics, /health and /ready on this port")
+    .action(async (o: Common & { runs: string; metricsPort?: string }) => {
       const runs = positiveInt(o.runs, "--runs");
       const ctx = await project(o);
       const [{ runScheduler }, { runWorker }] = await Promise.all([import("../scheduler/scheduler.js"), import("../runner/worker.js")]);
       const notify = await notifications(io, ctx);
       await withStore(ctx.settings, "floe dev", async (store, resources) => {
+        const metrics = await metricsServer(io, store, o.metricsPort);
         io.err(`floe dev: scheduler and worker on ${ctx.settings.databaseUrl ? "PostgreSQL" : `the embedded store in ${ctx.settings.home}`}; queue runs with \`floe materialize --queue\` from this process's store or wait for schedules; Ctrl-C stops`);
         const wake = new EventTarget(); // a tick wakes the worker at once instead of at its next poll
         const log = schedulerLog(io);
@@ -366,11 +374,12 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           (signal) =>
             Promise.all([
               runScheduler(store, ctx.graph, { signal, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
-              runWorker(store, ctx.graph, { runs, signal, resources, wake, onRun: (r) => (notify.run(r), io.out(`run ${shortId(r.runId)} ${r.status}`)) }),
+              runWorker(store, ctx.graph, { runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, wake, onRun: (r) => (notify.run(r), io.out(`run ${shortId(r.runId)} ${r.status}`)) }),
             ]),
           "stopping: no new runs are claimed; running steps finish",
         );
         await notify.drain();
+        metrics?.close();
       });
     });
 
@@ -414,6 +423,19 @@ async function project(o: Common): Promise<{ settings: ProjectSettings; graph: A
   const settings = await loadSettings(o.project ?? process.cwd());
   const { graph } = await loadProject(settings.dir);
   return { settings, graph };
+}
+
+/** With `--metrics-port`, serves /metrics, /health and /ready beside a role; undefined without. */
+async function metricsServer(io: Io, store: StateStore, port: string | undefined): Promise<{ close(): void } | undefined> {
+  if (port === undefined) return undefined;
+  const n = Number(port);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UserError(`--metrics-port must be a port number (0-65535), got \`${port}\``);
+  const { serveMetrics } = await import("../metrics/server.js");
+  const { server, port: bound } = await serveMetrics(store, { port: n }).catch((e: NodeJS.ErrnoException) => {
+    throw e.code === "EADDRINUSE" ? new UserError(`--metrics-port ${port} is in use; pick another`) : e;
+  });
+  io.err(`floe: metrics on http://127.0.0.1:${bound}/metrics`);
+  return { close: () => server.close() };
 }
 
 /** The project's notification dispatcher; failed deliveries are reported on stderr, never fatal. */
@@ -489,13 +511,13 @@ async function cancellable<T>(fn: (signal: AbortSignal) => Promise<T>, stopping 
 }
 
 async function driveAndReport(
-  io: Io, store: StateStore, graph: AssetGraph, id: string, runs: number, resources: ResourcePool, json: boolean, total: number | undefined,
+  io: Io, store: StateStore, graph: AssetGraph, id: string, runs: number, resources: ResourcePool, json: boolean, total: number | undefined, graceMs: number,
 ): Promise<number> {
   const { driveBackfill } = await import("../runner/backfill.js");
   let done = 0;
   const outcome = await cancellable((signal) =>
     driveBackfill(store, graph, id, {
-      runs, signal, resources,
+      runs, signal, resources, graceMs,
       onRun: (r) => {
         done++;
         if (!json) {

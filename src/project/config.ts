@@ -30,6 +30,8 @@ async function configSchema() {
             .strict(),
         )
         .optional(),
+      /** On SIGTERM/SIGINT, how long running steps may finish before they are marked interrupted (default 30 000). */
+      shutdownGraceMs: z.number().int().nonnegative().optional(),
       /** Days of event log kept; the scheduler deletes older events (default 30; 0 keeps everything). */
       eventRetentionDays: z.number().int().nonnegative().optional(),
     })
@@ -56,6 +58,7 @@ export interface ProjectSettings {
   warehouse: string;
   concurrency: number | undefined;
   eventRetentionDays: number;
+  shutdownGraceMs: number;
   notifications: Array<{ notifier: Notifier; events?: NotificationEvent[]; select?: string }>;
 }
 
@@ -91,6 +94,7 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
     warehouse: warehouse.startsWith("s3://") ? warehouse : resolve(dir, warehouse),
     concurrency: config.concurrency,
     eventRetentionDays: config.eventRetentionDays ?? 30,
+    shutdownGraceMs: nonEmpty(env.FLOE_SHUTDOWN_GRACE_MS) !== undefined ? Number(env.FLOE_SHUTDOWN_GRACE_MS) : (config.shutdownGraceMs ?? 30_000),
     notifications: config.notifications ?? [],
   };
 }

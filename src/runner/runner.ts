@@ -38,6 +38,8 @@ export interface RunnerOptions {
   signal?: AbortSignal;
   resources?: Resources;
   onProgress?: (e: ProgressEvent) => void;
+  /** After an abort, how long running steps may go on before they are marked interrupted (default 30 s). */
+  graceMs?: number;
   /** With a worker id, the run heartbeats every `heartbeatMs` (default 5 s) while it executes. */
   worker?: string;
   heartbeatMs?: number;
@@ -130,14 +132,36 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
   }
 
   let active = 0;
+  const running = new Set<PlannedStep>();
+  let interrupted = false;
+  let grace: NodeJS.Timeout | undefined;
+  let onAbort = (): void => undefined;
   await new Promise<void>((resolve) => {
+    // On abort, running steps get a grace period to finish; what still runs then is interrupted.
+    onAbort = (): void => {
+      grace = setTimeout(() => {
+        interrupted = true;
+        for (const s of running) {
+          const error = `interrupted: still running ${options.graceMs ?? 30_000} ms after shutdown began`;
+          rec.step({ runId, asset: s.asset, partition: s.partition, status: "failed", endedAt: new Date(), error });
+          rec.event({ runId, asset: s.asset, partition: s.partition, type: "step_failed", level: "error", message: `${s.id}: ${error}` });
+          finish(s, { asset: s.asset, partition: s.partition, status: "failed", metadata: {}, error, attempts: 1, durationMs: null });
+        }
+        resolve();
+      }, options.graceMs ?? 30_000);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
     const pump = (): void => {
       while (active < concurrency && ready.length > 0 && !signal.aborted && !rec.error) {
         const s = ready.shift()!;
         if (outcomes.get(s.id)!.status === "upstream_failed") continue;
         active++;
+        running.add(s);
         void runStep(s).then((outcome) => {
           active--;
+          running.delete(s);
+          if (interrupted) return; // already recorded as interrupted; the run has ended
           finish(s, outcome);
           if (outcome.status === "success") {
             for (const d of dependents.get(s.id) ?? []) {
@@ -153,6 +177,9 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
     };
     pump();
   });
+
+  clearTimeout(grace);
+  signal.removeEventListener("abort", onAbort);
 
   // Whatever never started (canceled, or the state store failed) is skipped.
   for (const s of todo) {

@@ -17,7 +17,7 @@ import { StateStore } from "../../src/state/index.js";
 import { testDatabase } from "../helpers/pg.js";
 
 const home = mkdtempSync(join(tmpdir(), "floe-duck-"));
-const settings = { dir: home, home, databaseUrl: undefined, warehouse: join(home, "warehouse"), concurrency: undefined, eventRetentionDays: 30, notifications: [] };
+const settings = { dir: home, home, databaseUrl: undefined, warehouse: join(home, "warehouse"), concurrency: undefined, eventRetentionDays: 30, shutdownGraceMs: 30_000, notifications: [] };
 let store: StateStore;
 let pool: ResourcePool;
 let reader: DuckDBInstance;
