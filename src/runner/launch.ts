@@ -99,7 +99,7 @@ export async function rerun(
   idOrPrefix: string,
   opts: { fromFailure: boolean },
   options: RunnerOptions = {},
-  launch: { enqueueOnly?: boolean; backfillId?: string } = {},
+  launch: { enqueueOnly?: boolean; backfillId?: string; tags?: Record<string, string> } = {},
 ): Promise<RunOutcome | null> {
   const parent = await store.getRun(idOrPrefix);
   if (parent.status === "queued" || parent.status === "running") {
@@ -118,7 +118,7 @@ export async function rerun(
     selection: parent.selection,
     partitionRange: parent.partitionRange,
     parentRunId: parent.id,
-    tags: { ...parent.tags, ...(opts.fromFailure ? { "floe/from_failure": "true" } : {}) },
+    tags: { ...parent.tags, ...(opts.fromFailure ? { "floe/from_failure": "true" } : {}), ...launch.tags },
     status: "queued",
     ...(launch.backfillId ? { backfillId: launch.backfillId, priority: -1 } : {}),
     steps: steps.map((s) =>

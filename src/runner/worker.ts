@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import type { AssetGraph } from "../dag/graph.js";
 import type { StateStore } from "../state/index.js";
+import { rerun } from "./launch.js";
 import { executeRun, type RunOutcome, type RunnerOptions } from "./runner.js";
 
 export interface WorkerOptions extends Omit<RunnerOptions, "worker" | "signal"> {
@@ -19,6 +20,8 @@ export interface WorkerOptions extends Omit<RunnerOptions, "worker" | "signal"> 
   onRun?: (outcome: RunOutcome) => void;
   /** Claim only the runs of this backfill. */
   backfillId?: string;
+  /** A run failed because its worker died is requeued from failure up to this many times (default 1). */
+  recoveries?: number;
   /** Fires when a run was queued in this process (e.g. by the scheduler): the worker looks at once. */
   wake?: EventTarget;
 }
@@ -37,13 +40,21 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
   const signal = options.signal ?? new AbortController().signal;
   const slots = Math.max(1, options.runs ?? 1);
   let executed = 0;
+  // Wake at once when a run is queued, here or (on PostgreSQL) by any process; poll as a fallback.
+  const wake = options.wake ?? new EventTarget();
+  const stopWatching = options.untilEmpty ? async () => undefined : await store.watchQueue(() => wake.dispatchEvent(new Event("run")));
   const loop = async (): Promise<void> => {
     while (!signal.aborted) {
-      await store.failStaleRuns(heartbeatMs * (options.missedHeartbeats ?? 3));
+      const dead = await store.failStaleRuns(heartbeatMs * (options.missedHeartbeats ?? 3));
+      for (const run of dead) {
+        const attempt = Number(run.tags["floe/recovery"] ?? 0) + 1;
+        if (attempt > (options.recoveries ?? 1)) continue;
+        await rerun(store, graph, run.id, { fromFailure: true }, {}, { enqueueOnly: true, tags: { "floe/recovery": String(attempt) }, ...(run.backfillId ? { backfillId: run.backfillId } : {}) });
+      }
       const run = await store.claimRun(workerId, options.backfillId === undefined ? {} : { backfillId: options.backfillId });
       if (!run) {
         if (options.untilEmpty) return;
-        await sleep(options.pollMs ?? 1_000, signal, options.wake);
+        await sleep(options.pollMs ?? 1_000, signal, wake);
         continue;
       }
       const outcome = await executeRun(store, graph, run.id, { ...options, worker: workerId, heartbeatMs, signal });
@@ -51,7 +62,11 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
       options.onRun?.(outcome);
     }
   };
-  await Promise.all(Array.from({ length: slots }, loop));
+  try {
+    await Promise.all(Array.from({ length: slots }, loop));
+  } finally {
+    await stopWatching();
+  }
   return executed;
 }
 

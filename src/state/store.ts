@@ -40,6 +40,8 @@ export interface RunRecord {
   selection: string | null;
   partitionRange: string | null;
   parentRunId: string | null;
+  /** The backfill the run belongs to. */
+  backfillId: string | null;
   tags: Record<string, string>;
   error: string | null;
   createdAt: Date;
@@ -194,11 +196,44 @@ const stepKey = (s: { runId: string; asset: string; partition: string | null }):
 export class StateStore {
   #closed = false;
 
+  /** Runs queued by this process (PostgreSQL also tells other processes, with NOTIFY floe_runs). */
+  private readonly queued = new EventTarget();
+
   private constructor(
     readonly engine: "postgres" | "pglite",
     readonly db: Kysely<Database>,
     private readonly lock: StateLock | undefined,
+    private readonly url?: string,
   ) {}
+
+  /**
+   * Calls `onQueued` when a run is queued: by this process, or on PostgreSQL by any process
+   * (LISTEN floe_runs on a connection of its own). Returns the function that stops watching.
+   *
+   * @example
+   * const stop = await store.watchQueue(() => wake());
+   */
+  async watchQueue(onQueued: () => void): Promise<() => Promise<void>> {
+    const local = (): void => onQueued();
+    this.queued.addEventListener("run", local);
+    let client: pg.Client | undefined;
+    if (this.engine === "postgres" && this.url) {
+      client = new pg.Client({ connectionString: this.url, application_name: "floe listen" });
+      client.on("notification", () => onQueued());
+      client.on("error", () => undefined); // a lost listener only costs latency: workers also poll
+      try {
+        await client.connect();
+        await client.query("LISTEN floe_runs");
+      } catch {
+        await client.end().catch(() => undefined);
+        client = undefined;
+      }
+    }
+    return async () => {
+      this.queued.removeEventListener("run", local);
+      await client?.end().catch(() => undefined);
+    };
+  }
 
   /**
    * Opens (and migrates) the store. PostgreSQL when `url` is set, else embedded PGlite under
@@ -211,7 +246,7 @@ export class StateStore {
    */
   static async open(opts: OpenOptions): Promise<StateStore> {
     const migrations = [...coreMigrations, ...schedulerMigrations, ...(opts.extraMigrations ?? [])];
-    if (opts.url !== undefined && opts.url !== "") return new StateStore("postgres", await openPostgres(opts.url, migrations, opts.owner), undefined);
+    if (opts.url !== undefined && opts.url !== "") return new StateStore("postgres", await openPostgres(opts.url, migrations, opts.owner), undefined, opts.url);
     const lock = acquireLock(opts.home, opts.owner ?? "floe");
     try {
       const dataDir = join(opts.home, "pglite");
@@ -292,7 +327,8 @@ export class StateStore {
         from src join r on r.id = src.e->>'id', jsonb_array_elements(src.e->'steps') as y(x)
       )
       insert into events (run_id, type, level, message)
-      select r.id, 'run_created', 'info', 'run created by backfill ' || ${id} from r`.execute(this.db);
+      select r.id, 'run_created', 'info', 'run created by backfill ' || ${id} from r, lateral (select pg_notify('floe_runs', r.id)) n`.execute(this.db);
+    this.queued.dispatchEvent(new Event("run"));
     return this.getBackfill(id);
   }
 
@@ -377,7 +413,8 @@ export class StateStore {
         insert into events (run_id, type, level, message, data)
         select r.id, 'run_created', 'info', ${`run created: ${steps.length} steps`}, ${json(data)}::jsonb from r
       )
-      select * from r`.execute(this.db);
+      select r.*, pg_notify('floe_runs', r.id) as notified from r`.execute(this.db);
+    if (rows.length > 0 && (run.status ?? "queued") === "queued") this.queued.dispatchEvent(new Event("run"));
     return rows;
   }
 
@@ -680,6 +717,7 @@ function toRun(r: Selectable<RunsTable>): RunRecord {
     selection: r.selection,
     partitionRange: r.partition_range,
     parentRunId: r.parent_run_id,
+    backfillId: (r as { backfill_id?: string | null }).backfill_id ?? null,
     tags: r.tags,
     error: r.error,
     createdAt: r.created_at,

@@ -62,3 +62,45 @@ describe.skipIf(!db)("workers on PostgreSQL", () => {
     expect(await s.claimRun("other")).toBeUndefined();
   });
 });
+
+describe.skipIf(!db)("queue wake-up and recovery", () => {
+  it("a worker in another process wakes on NOTIFY, long before its next poll", async () => {
+    const graph = AssetGraph.build([{ module: "q.ts", pipeline: pipeline("w", { assets: [asset("wake_me", { materialize: () => ({}) })] }) }]);
+    const [workerStore, producer] = [await open(), await open()];
+    const controller = new AbortController();
+    const done: string[] = [];
+    const worker = runWorker(workerStore, graph, { workerId: "sleepy", pollMs: 60_000, signal: controller.signal, onRun: (r) => done.push(r.runId) });
+    await new Promise((r) => setTimeout(r, 300)); // the worker found nothing and sleeps for a minute
+    const t0 = Date.now();
+    const run = await producer.createRun({ trigger: "manual", status: "queued", steps: [{ asset: "wake_me", partition: null }] });
+    for (let i = 0; i < 500 && !done.includes(run.id); i++) await new Promise((r) => setTimeout(r, 20));
+    const latency = Date.now() - t0;
+    controller.abort();
+    await worker;
+    expect(done).toContain(run.id);
+    expect(latency).toBeLessThan(10_000); // not a speed check: without the wake-up the run waits for the 60 s poll
+  });
+
+  it("a run whose worker died is failed, then requeued from failure once and completed", async () => {
+    const calls: string[] = [];
+    const graph = AssetGraph.build([{ module: "q.ts", pipeline: pipeline("r", { assets: [
+      asset("first", { materialize: () => (calls.push("first"), {}) }),
+      asset("second", { deps: ["first"], materialize: () => (calls.push("second"), {}) }),
+    ] }) }]);
+    const s = await open();
+    const run = await s.createRun({ trigger: "manual", status: "queued", steps: [{ asset: "first", partition: null }, { asset: "second", partition: null }] });
+    await s.claimRun("crashed-worker");
+    await s.writeBatch({ steps: [
+      { runId: run.id, asset: "first", partition: null, status: "success", metadata: {} },
+      { runId: run.id, asset: "second", partition: null, status: "running" },
+    ] });
+    await sql`update runs set heartbeat_at = now() - interval '1 hour' where id = ${run.id}`.execute(s.db);
+    const outcomes: string[] = [];
+    await runWorker(s, graph, { workerId: "rescuer", untilEmpty: true, heartbeatMs: 1_000, onRun: (r) => outcomes.push(`${r.status}`) });
+    expect((await s.getRun(run.id)).status).toBe("failed");
+    const recovered = (await s.listRuns({})).find((r) => r.parentRunId === run.id)!;
+    expect(recovered).toMatchObject({ status: "success", tags: { "floe/recovery": "1", "floe/from_failure": "true" } });
+    expect(calls).toEqual(["second"]); // the step that had succeeded is reused
+    expect(outcomes).toEqual(["success"]);
+  });
+});
