@@ -21,6 +21,8 @@ export type { SecretRef } from "./secrets.js";
 export type { CheckDefinition, CheckResult, CheckSeverity } from "./duckdb/checks.js";
 export type { AssetDep, AssetOptions, KindAssetOptions, PipelineOptions } from "./assets/asset.js";
 export { partitions, isPartitionsDefinition, MULTI_SEPARATOR } from "./dag/partitions.js";
+export { partitionMappings } from "./dag/mappings.js";
+export type { PartitionMapping } from "./dag/mappings.js";
 export type { PartitionsDefinition, TimeWindowOptions } from "./dag/partitions.js";
 export type {
   AssetDefinition,

@@ -1,4 +1,5 @@
 import { UserError } from "../errors.js";
+import type { PartitionMapping } from "../dag/mappings.js";
 import type { PartitionsDefinition } from "../dag/partitions.js";
 import {
   ASSET_BRAND,
@@ -18,6 +19,8 @@ export type AssetDep = AssetDefinition | string;
 export interface AssetOptions {
   deps?: readonly AssetDep[];
   partitions?: PartitionsDefinition;
+  /** How each partition reads a partitioned upstream, by upstream key: `{ orders: partitionMappings.lastN(7) }`. */
+  mappings?: Readonly<Record<string, PartitionMapping>>;
   /** `["pii"]` or `{ team: "data" }`; select with `tag:pii` / `tag:team=data`. */
   tags?: readonly string[] | Readonly<Record<string, string>>;
   /** Extra kind labels (the defining kind comes first), selectable with `kind:NAME`. */
@@ -65,6 +68,7 @@ export function defineAsset(key: string, options: KindAssetOptions): AssetDefini
     kind: options.kind,
     kinds,
     deps: [...new Set(deps)],
+    mappings: { ...options.mappings },
     tags: normaliseTags(options.tags),
     materialize: options.materialize,
     ...(options.partitions ? { partitions: options.partitions } : {}),

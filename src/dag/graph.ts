@@ -193,17 +193,29 @@ function findCycle(g: DirectedGraph<AssetNode>): string[] | undefined {
 }
 
 /**
- * Two partitioned assets joined by an edge must share their partitions (identity mapping);
- * partition mappings between different definitions come with the partitions issue.
+ * Two partitioned assets joined by an edge need the same partitions, or a partition mapping
+ * that can map them; a mapping must name a dependency.
  */
 function checkPartitionCompatibility(g: DirectedGraph<AssetNode>): void {
+  g.forEachNode((key, { asset, module }) => {
+    for (const dep of Object.keys(asset.mappings)) {
+      if (!asset.deps.includes(dep)) throw new UserError(`${module}: asset \`${key}\` has a partition mapping for \`${dep}\`, which is not one of its deps`);
+    }
+  });
   g.forEachEdge((_edge, _attrs, from, to, fromAttrs, toAttrs) => {
     const a = fromAttrs.asset.partitions;
     const b = toAttrs.asset.partitions;
-    if (a && b && a.id !== b.id) {
-      throw new UserError(
-        `${toAttrs.module}: asset \`${to}\` (${b.describe()}) depends on \`${from}\` (${a.describe()}) with different partitions; give both the same partitions definition`,
-      );
+    if (!a || !b) return;
+    const mapping = toAttrs.asset.mappings[from];
+    if (!mapping) {
+      if (a.id !== b.id) {
+        throw new UserError(
+          `${toAttrs.module}: asset \`${to}\` (${b.describe()}) depends on \`${from}\` (${a.describe()}) with different partitions; give it a partition mapping (mappings: { ${from}: partitionMappings.timeWindow() / all() / lastN(n) }) or the same partitions`,
+        );
+      }
+      return;
     }
+    const why = mapping.incompatible(a, b);
+    if (why) throw new UserError(`${toAttrs.module}: asset \`${to}\` maps \`${from}\` with ${mapping.name}, but ${why} (${a.describe()} → ${b.describe()})`);
   });
 }

@@ -1,5 +1,6 @@
 import { UserError } from "../errors.js";
 import type { AssetGraph } from "./graph.js";
+import { cachedKeys, upstreamPartitions } from "./mappings.js";
 import type { PartitionsDefinition } from "./partitions.js";
 
 /** A step: one asset, one partition (null for an unpartitioned asset). */
@@ -71,7 +72,7 @@ export function plan(graph: AssetGraph, assets: ReadonlySet<string>, partitions?
     const def = graph.asset(key);
     for (const partition of def.partitions ? keysOf(def.partitions) : [null]) keys.push({ asset: key, partition });
   }
-  return linkSteps(graph, keys);
+  return linkSteps(graph, keys, now);
 }
 
 /**
@@ -81,7 +82,8 @@ export function plan(graph: AssetGraph, assets: ReadonlySet<string>, partitions?
  * @example
  * linkSteps(graph, [{ asset: "raw", partition: null }, { asset: "orders", partition: null }]).steps[1]?.deps; // ["raw"]
  */
-export function linkSteps(graph: AssetGraph, keys: readonly StepKey[]): Plan {
+export function linkSteps(graph: AssetGraph, keys: readonly StepKey[], now = new Date()): Plan {
+  const keysOf = cachedKeys(now);
   const stepsOfAsset = new Map<string, StepKey[]>();
   for (const k of keys) {
     const list = stepsOfAsset.get(k.asset);
@@ -95,13 +97,13 @@ export function linkSteps(graph: AssetGraph, keys: readonly StepKey[]): Plan {
     const gen: string[] = [];
     for (const asset of generation) {
       const parents = graph.parents(asset).filter((p) => stepsOfAsset.has(p));
+      const def = graph.asset(asset);
       for (const { partition } of stepsOfAsset.get(asset)!) {
         const deps: string[] = [];
         for (const parent of parents) {
-          const same = stepId(parent, partition);
-          if (partition !== null && graph.asset(parent).partitions !== undefined) {
-            if (ids.has(same)) deps.push(same);
-          } else for (const s of stepsOfAsset.get(parent)!) deps.push(stepId(s.asset, s.partition));
+          const reads = upstreamPartitions(def, graph.asset(parent), partition, keysOf);
+          if (reads === null) deps.push(stepId(parent, null));
+          else for (const k of reads) if (ids.has(stepId(parent, k))) deps.push(stepId(parent, k));
         }
         const id = stepId(asset, partition);
         steps.push({ id, asset, partition, deps });

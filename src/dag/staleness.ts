@@ -1,4 +1,6 @@
 import type { AssetGraph } from "./graph.js";
+import { cachedKeys, upstreamPartitions } from "./mappings.js";
+import type { PartitionsDefinition } from "./partitions.js";
 import { stepId } from "./plan.js";
 
 export type AssetStatus = "materialized" | "stale" | "missing" | "failed" | "running";
@@ -50,7 +52,7 @@ export function assetStatuses(
   const mats = new Map(materializations.map((m) => [stepId(m.asset, m.partition), m]));
   const steps = new Map(latestSteps.map((s) => [stepId(s.asset, s.partition), s]));
   const byId = new Map<string, PartitionStatus>();
-  const byAsset = new Map<string, PartitionStatus[]>();
+  const keysOf = cachedKeys(now);
   const wanted = new Set(assets);
   // Upstream assets outside `assets` still decide staleness: evaluate them too, report only `assets`.
   const needed = new Set(assets);
@@ -59,7 +61,7 @@ export function assetStatuses(
   for (const generation of graph.generations(needed)) {
     for (const key of generation) {
       const def = graph.asset(key);
-      const partitions = def.partitions ? def.partitions.keys(now) : [null];
+      const partitions = def.partitions ? keysOf(def.partitions) : [null];
       for (const partition of partitions) {
         const id = stepId(key, partition);
         const mat = mats.get(id);
@@ -82,16 +84,13 @@ export function assetStatuses(
         } else if (!mat) {
           row.status = "missing";
         } else {
-          const reason = staleReason(graph, key, partition, def.codeVersion, mat, mats, byId, byAsset);
+          const reason = staleReason(graph, key, partition, def.codeVersion, mat, mats, byId, keysOf);
           if (reason) {
             row.status = "stale";
             row.reason = reason;
           }
         }
         byId.set(id, row);
-        const list = byAsset.get(key);
-        if (list) list.push(row);
-        else byAsset.set(key, [row]);
         if (wanted.has(key)) out.push(row);
       }
     }
@@ -107,19 +106,14 @@ function staleReason(
   mat: MaterializationState,
   mats: ReadonlyMap<string, MaterializationState>,
   statuses: ReadonlyMap<string, PartitionStatus>,
-  statusesByAsset: ReadonlyMap<string, readonly PartitionStatus[]>,
+  keysOf: (p: PartitionsDefinition) => readonly string[],
 ): string | undefined {
   if (codeVersion !== undefined && codeVersion !== mat.codeVersion) {
     return `code version changed (${mat.codeVersion ?? "none"} → ${codeVersion})`;
   }
   for (const parent of graph.parents(key)) {
-    const parentDef = graph.asset(parent);
-    const upstreamIds =
-      parentDef.partitions === undefined
-        ? [stepId(parent, null)]
-        : partition !== null
-          ? [stepId(parent, partition)]
-          : (statusesByAsset.get(parent) ?? []).map((s) => stepId(s.asset, s.partition));
+    const reads = upstreamPartitions(graph.asset(key), graph.asset(parent), partition, keysOf);
+    const upstreamIds = reads === null ? [stepId(parent, null)] : reads.map((k) => stepId(parent, k));
     for (const uid of upstreamIds) {
       const u = mats.get(uid);
       if (u && u.materializedAt > mat.materializedAt) return `upstream \`${uid}\` was materialized after it`;

@@ -1,3 +1,4 @@
+import type { PartitionMapping } from "./mappings.js";
 import type { PartitionsDefinition } from "./partitions.js";
 
 /** Brands that mark floe definitions; `Symbol.for` so two copies of floe in one process agree. */
@@ -74,6 +75,8 @@ export interface AssetDefinition {
   /** Keys of the assets this one reads. */
   readonly deps: readonly string[];
   readonly partitions?: PartitionsDefinition;
+  /** How a partition reads each partitioned upstream, by upstream key (default: identity). */
+  readonly mappings: Readonly<Record<string, PartitionMapping>>;
   readonly tags: Readonly<Record<string, string>>;
   readonly codeVersion?: string;
   readonly retry?: RetryPolicy;

@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import type { AssetGraph } from "../dag/graph.js";
+import { cachedKeys, upstreamPartitions } from "../dag/mappings.js";
 import { linkSteps, stepId, type PlannedStep } from "../dag/plan.js";
 import type { AssetDefinition, StepContext, StepLogger, UpstreamMaterialization } from "../dag/types.js";
 import type { RunStatus, StateStore, StepStatus } from "../state/index.js";
@@ -82,6 +83,7 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
   }
 
   const startedAt = new Date();
+  const keysOf = cachedKeys(startedAt);
   rec.run({ id: runId, status: "running", startedAt });
   const beat = options.worker === undefined
     ? undefined
@@ -248,14 +250,11 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
       rec.event({ runId, asset: s.asset, partition: s.partition, type: "log", level, message, data: data ? toJson(data) : null });
     const logger: StepLogger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
     const partitionsOf = (key: string): UpstreamMaterialization[] => {
-      const parent = graph.asset(key);
-      if (parent.partitions === undefined) return pick(stepId(key, null));
-      if (s.partition !== null && def.partitions !== undefined) return pick(stepId(key, s.partition));
-      return [...upstream.values()].filter((m) => m.asset === key);
-    };
-    const pick = (id: string): UpstreamMaterialization[] => {
-      const m = upstream.get(id);
-      return m ? [m] : [];
+      const reads = upstreamPartitions(def, graph.asset(key), s.partition, keysOf);
+      return (reads ?? [null]).flatMap((p) => {
+        const m = upstream.get(stepId(key, p));
+        return m ? [m] : [];
+      });
     };
     const upstreamView: Record<string, UpstreamMaterialization | undefined> = {};
     for (const key of def.deps) {
