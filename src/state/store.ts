@@ -6,6 +6,7 @@ import pg from "pg";
 import { UserError } from "../errors.js";
 import { acquireLock, type StateLock } from "./lock.js";
 import { coreMigrations, migrate, type Migration } from "./migrations.js";
+import { fileMigrations } from "./files.js";
 import { schedulerMigrations } from "./ticks.js";
 import { PGliteDialect } from "./pglite-dialect.js";
 import type { AssetPartitionsTable, Database, EventsTable, RunStepsTable, RunsTable } from "./schema.js";
@@ -175,6 +176,9 @@ export interface OpenOptions {
 }
 
 const json = (v: unknown): string => JSON.stringify(v);
+
+/** Every migration a store runs at open: the core tables, schedule ticks and backfills, the file ledger. */
+export const defaultMigrations: readonly Migration[] = [...coreMigrations, ...schedulerMigrations, ...fileMigrations];
 /** '' in the database means "unpartitioned". */
 const partitionOf = (p: string | null): string | null => (p === null || p === "" ? null : p);
 const stepKey = (s: { runId: string; asset: string; partition: string | null }): string => `${s.runId}\u0000${s.asset}\u0000${s.partition ?? ""}`;
@@ -245,7 +249,7 @@ export class StateStore {
    * const shared = await StateStore.open({ url: "postgres://floe@db:5432/floe", home: ".floe" });
    */
   static async open(opts: OpenOptions): Promise<StateStore> {
-    const migrations = [...coreMigrations, ...schedulerMigrations, ...(opts.extraMigrations ?? [])];
+    const migrations = [...defaultMigrations, ...(opts.extraMigrations ?? [])];
     if (opts.url !== undefined && opts.url !== "") return new StateStore("postgres", await openPostgres(opts.url, migrations, opts.owner), undefined, opts.url);
     const lock = acquireLock(opts.home, opts.owner ?? "floe");
     try {

@@ -6,7 +6,7 @@ import { sql } from "kysely";
 import { afterAll, describe, expect, it } from "vitest";
 import { UserError } from "../../src/errors.js";
 import { acquireLock, coreMigrations, StateStore, type Migration } from "../../src/state/index.js";
-import { schedulerMigrations } from "../../src/state/ticks.js";
+import { defaultMigrations } from "../../src/state/store.js";
 import { pgAvailable, testDatabase } from "../helpers/pg.js";
 
 const pgUp = await pgAvailable();
@@ -74,7 +74,7 @@ describe("opening PostgreSQL", () => {
       try {
         const stores = await Promise.all([0, 1, 2].map(() => StateStore.open({ url: db.url, home: "/nonexistent", extraMigrations: [extra] })));
         const ids = (await sql<{ id: string }>`select id from floe_migrations order by id`.execute(stores[0]!.db)).rows.map((r) => r.id);
-        expect(ids).toEqual([...coreMigrations, ...schedulerMigrations].map((m) => m.id).concat("plugin/0001_things").sort());
+        expect(ids).toEqual([...defaultMigrations].map((m) => m.id).concat("plugin/0001_things").sort());
         await Promise.all(stores.map((s) => s.close()));
         // A process that does not load the plugin leaves its migrations alone.
         const plain = await StateStore.open({ url: db.url, home: "/nonexistent" });

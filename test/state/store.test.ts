@@ -5,7 +5,7 @@ import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UserError } from "../../src/errors.js";
 import { coreMigrations, StateStore } from "../../src/state/index.js";
-import { schedulerMigrations } from "../../src/state/ticks.js";
+import { defaultMigrations } from "../../src/state/store.js";
 import { pgAvailable, testDatabase } from "../helpers/pg.js";
 
 const pgUp = await pgAvailable();
@@ -194,7 +194,7 @@ for (const engine of ["pglite", "postgres"] as const) {
       const migrations = async (s: StateStore) =>
         (await sql<{ id: string; applied_at: Date }>`select id, applied_at from floe_migrations order by id`.execute(s.db)).rows;
       const before = await migrations(store);
-      expect(before.map((m) => m.id)).toEqual([...coreMigrations, ...schedulerMigrations].map((m) => m.id).sort());
+      expect(before.map((m) => m.id)).toEqual([...defaultMigrations].map((m) => m.id).sort());
       await store.close();
       await store.close(); // idempotent
       store = await reopen();
