@@ -12,6 +12,8 @@
 export { asset, defineAsset, pipeline } from "./assets/asset.js";
 export { duckdbTable } from "./assets/duckdb-table.js";
 export type { DuckdbTableOptions } from "./assets/duckdb-table.js";
+export { rawFiles } from "./assets/raw-files.js";
+export type { RawFilesOptions, StorageConfig } from "./assets/raw-files.js";
 export { checks } from "./duckdb/checks.js";
 export { secret, resolveSecret } from "./secrets.js";
 export { webhook, slack } from "./notify/webhook-notifier.js";

@@ -31,31 +31,34 @@ export async function scratchDir(ctx: StepContext): Promise<string> {
 }
 
 /**
- * Local paths of the Parquet files at `locations`: the files themselves for a folder
- * warehouse, copies in `scratch` for a remote one (DuckDB never reads remote URLs here).
+ * Local paths of the Parquet files of one materialization's `locations`: the files themselves
+ * for a folder warehouse, copies in `scratch` for a remote one (DuckDB never reads remote URLs
+ * here). A file name in a later location replaces the same name in an earlier one.
  */
 export async function localParquetFiles(warehouse: ObjectStorage, locations: readonly string[], scratch: string): Promise<string[]> {
-  const out: string[] = [];
+  const byName = new Map<string, string>();
   for (const location of locations) {
     for await (const page of warehouse.list(`${location}/`)) {
-      for (const o of page) {
-        if (!o.key.endsWith(".parquet")) continue;
-        if (warehouse.uri.startsWith("file:")) out.push(fileURLToPath(warehouse.uriOf(o.key)));
-        else {
-          const local = join(scratch, "in", o.key);
-          await warehouse.download(o.key, local);
-          out.push(local);
-        }
-      }
+      for (const o of page) if (o.key.endsWith(".parquet")) byName.set(o.key.slice(o.key.lastIndexOf("/") + 1), o.key);
+    }
+  }
+  const out: string[] = [];
+  for (const key of byName.values()) {
+    if (warehouse.uri.startsWith("file:")) out.push(fileURLToPath(warehouse.uriOf(key)));
+    else {
+      const local = join(scratch, "in", key);
+      await warehouse.download(key, local);
+      out.push(local);
     }
   }
   return out;
 }
 
 /**
- * The locations this step reads of an upstream asset, or a message saying why there are none.
+ * The locations this step reads of an upstream asset, one group per upstream materialization
+ * (a raw partition's group lists its batches, oldest first), or a message saying why there are none.
  */
-export function upstreamLocations(ctx: StepContext, dep: AssetDefinition | string): string[] {
+export function upstreamLocations(ctx: StepContext, dep: AssetDefinition | string): string[][] {
   const key = isAssetDefinition(dep) ? dep.key : dep;
   if (!ctx.asset.deps.includes(key)) {
     throw new Error(`\`${ctx.assetKey}\` reads \`${key}\` but does not declare it in deps; add it to deps`);
@@ -65,10 +68,11 @@ export function upstreamLocations(ctx: StepContext, dep: AssetDefinition | strin
     throw new Error(`\`${key}\`${ctx.partitionKey ? ` partition ${ctx.partitionKey}` : ""} has not been materialized yet; materialize it first (select +${ctx.assetKey})`);
   }
   return mats.map((m) => {
-    const location = m.metadata.location;
+    const { location, locations } = m.metadata;
+    if (Array.isArray(locations)) return locations.filter((l): l is string => typeof l === "string");
     if (typeof location !== "string") {
       throw new Error(`\`${key}\` is not a table (no location in its metadata); ref() reads rawFiles, duckdbTable and icebergTable assets`);
     }
-    return location;
+    return [location];
   });
 }

@@ -50,8 +50,12 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
     // Resolve ref()s first: each becomes a read_parquet over the upstream's current files.
     const reads = new Map<string, string>();
     for (const dep of ctx.asset.deps) {
-      const files = await localParquetFiles(warehouse, upstreamLocations(ctx, dep), scratch);
-      reads.set(dep, files.length === 0 ? "(SELECT NULL WHERE FALSE)" : `read_parquet([${files.map(literal).join(", ")}], union_by_name = true)`);
+      const files: string[] = [];
+      for (const group of upstreamLocations(ctx, dep)) files.push(...(await localParquetFiles(warehouse, group, scratch)));
+      if (files.length === 0) {
+        throw new Error(`\`${dep}\`${ctx.partitionKey ? ` partition ${ctx.partitionKey}` : ""} has no data yet (its materialization holds no file)`);
+      }
+      reads.set(dep, `read_parquet([${files.map(literal).join(", ")}], union_by_name = true)`);
     }
     const ref = (dep: AssetDep): string => {
       const k = typeof dep === "string" ? dep : dep.key;

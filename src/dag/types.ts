@@ -62,6 +62,11 @@ export interface StepContext {
   readonly signal: AbortSignal;
   /** A resource registered by a plugin or the project config (e.g. `duckdb`). */
   resource<T>(name: string): Promise<T>;
+  /**
+   * Runs `fn` once this step's materialization is durably recorded in the state store (never if
+   * the step fails). For work that must follow the commit, e.g. marking ingested files done.
+   */
+  afterCommit(fn: () => Promise<void>): void;
 }
 
 /** A named, persistent piece of data plus the code that produces it. */

@@ -1,4 +1,5 @@
 import { duckdbResource } from "../duckdb/duckdb-resource.js";
+import { FileLedger } from "../state/files.js";
 import { warehouseResource } from "../storage/warehouse-resource.js";
 import type { ResourceFactory } from "./resources.js";
 
@@ -11,4 +12,5 @@ import type { ResourceFactory } from "./resources.js";
 export const builtinResources: Readonly<Record<string, ResourceFactory<unknown>>> = {
   duckdb: duckdbResource as ResourceFactory<unknown>,
   warehouse: warehouseResource as ResourceFactory<unknown>,
+  files: { create: async ({ store }) => new FileLedger(store) },
 };

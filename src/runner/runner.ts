@@ -219,14 +219,23 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
       options.onProgress?.({ type: "step_started", ...base, attempt });
       rec.step({ runId, ...base, status: "running", attempts: attempt, startedAt: new Date() });
       rec.event({ runId, ...base, type: "step_started", message: `${s.id}: started${attempt > 1 ? ` (attempt ${attempt})` : ""}` });
+      const hooks: Array<() => Promise<void>> = [];
       try {
-        const result = await def.materialize(context(def, s, attempt));
+        const result = await def.materialize(context(def, s, attempt, hooks));
         const metadata = toJson(result?.metadata ?? {});
         const endedAt = new Date();
         rec.step({ runId, ...base, status: "success", endedAt, error: null, metadata });
         rec.materialization({ ...base, runId, materializedAt: endedAt, codeVersion: def.codeVersion ?? null, dataVersion: result?.dataVersion ?? null, metadata });
         rec.event({ runId, ...base, type: "step_succeeded", message: `${s.id}: materialized`, data: { metadata } });
         upstream.set(s.id, { ...base, runId, materializedAt: endedAt, metadata });
+        if (hooks.length > 0) {
+          await rec.flush(); // the materialization is durable before the hooks run
+          for (const hook of hooks) {
+            await hook().catch((e: unknown) =>
+              rec.event({ runId, ...base, type: "log", level: "warn", message: `${s.id}: after-commit hook failed: ${e instanceof Error ? e.message : String(e)}` }),
+            );
+          }
+        }
         return { ...base, status: "success", metadata, attempts: attempt, durationMs: Date.now() - t0 };
       } catch (e) {
         error = e instanceof Error ? e.message : String(e);
@@ -245,7 +254,7 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
     return { ...base, status: "failed", metadata: {}, error, attempts: maxAttempts, durationMs: Date.now() - t0 };
   }
 
-  function context(def: AssetDefinition, s: PlannedStep, attempt: number): StepContext {
+  function context(def: AssetDefinition, s: PlannedStep, attempt: number, hooks: Array<() => Promise<void>>): StepContext {
     const log = (level: "debug" | "info" | "warn" | "error") => (message: string, data?: Record<string, unknown>) =>
       rec.event({ runId, asset: s.asset, partition: s.partition, type: "log", level, message, data: data ? toJson(data) : null });
     const logger: StepLogger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
@@ -272,6 +281,7 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
       upstreamPartitions: (key) => partitionsOf(typeof key === "string" ? key : key.key),
       signal,
       resource: (name) => resources.get(name),
+      afterCommit: (fn) => void hooks.push(fn),
     };
   }
 }

@@ -151,6 +151,24 @@ export class FileLedger {
     return Number(r.numAffectedRows ?? 0);
   }
 
+  /**
+   * Recovery after a crash between a batch's commit and its settlement: marks SUCCESS the files
+   * still PROCESSING in a batch that the asset's latest materialization names (`metadata.batchId`).
+   */
+  async settleMaterialized(source: string, partition: string | null): Promise<number> {
+    const r = await sql`update processed_files set status = 'SUCCESS', claimed_by = null, updated_at = now()
+      where source = ${source} and status = 'PROCESSING' and batch_id in (
+        select metadata->>'batchId' from asset_partitions where asset = ${source} and partition = ${partition ?? ""})`.execute(this.store.db);
+    return Number(r.numAffectedRows ?? 0);
+  }
+
+  /** The warehouse locations that hold a raw asset partition's files so far (its latest materialization's). */
+  async currentLocations(source: string, partition: string | null): Promise<string[]> {
+    const { rows } = await sql<{ locations: unknown }>`select metadata->'locations' as locations from asset_partitions where asset = ${source} and partition = ${partition ?? ""}`.execute(this.store.db);
+    const v = rows[0]?.locations;
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+  }
+
   /** Returns a worker's PROCESSING claims to DISCOVERED (a graceful stop); returns the count. */
   async release(workerId: string): Promise<number> {
     const r = await sql`update processed_files set status = 'DISCOVERED', claimed_by = null, claimed_at = null, attempts = greatest(attempts - 1, 0), updated_at = now()

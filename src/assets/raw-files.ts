@@ -1,0 +1,171 @@
+import { hostname } from "node:os";
+import { join } from "node:path";
+import type { DuckDBInstance } from "@duckdb/node-api";
+import picomatch from "picomatch";
+import { UserError } from "../errors.js";
+import type { StepContext } from "../dag/types.js";
+import { stageFile, type CsvOptions, type RawFormat } from "../duckdb/stage.js";
+import type { ProjectSettings } from "../project/config.js";
+import type { FileLedger } from "../state/files.js";
+import { localStorage } from "../storage/local-storage.js";
+import type { ObjectStorage } from "../storage/types.js";
+import type { SecretRef } from "../secrets.js";
+import { defineAsset, type AssetOptions } from "./asset.js";
+import { newLocation, scratchDir } from "./data.js";
+
+export type StorageConfig =
+  | { type: "local"; root: string }
+  | {
+      type: "s3";
+      bucket: string;
+      prefix?: string;
+      endpoint?: string;
+      region?: string;
+      forcePathStyle?: boolean;
+      credentials?: { accessKeyId: string | SecretRef; secretAccessKey: string | SecretRef; sessionToken?: string | SecretRef };
+    };
+
+export interface RawFilesOptions extends Omit<AssetOptions, "materialize" | "deps"> {
+  storage: StorageConfig;
+  /** Keys to ingest, relative to the storage root; `{partition}` expands to the partition key. */
+  glob: string;
+  format: RawFormat;
+  csv?: CsvOptions;
+  /** Failed files tolerated before the step fails (default 0). */
+  maxFailedFiles?: number;
+  /** Attempts per file across runs (default 3). */
+  maxAttempts?: number;
+  /** Files claimed per batch (default 500). */
+  batchSize?: number;
+  /** Files parsed at once (default 4). */
+  parallelism?: number;
+  /** A claim older than this is taken over by the next run (default 10 min). */
+  claimTimeoutMs?: number;
+}
+
+const FORMATS: readonly RawFormat[] = ["csv", "json", "ndjson", "parquet"];
+
+/**
+ * Raw files landing in a folder or an S3 prefix. Each run ingests the files that are new or
+ * changed since they were last ingested (etag, or size + mtime locally), each file on its own:
+ * a corrupt file fails alone, with its error, and is retried up to `maxAttempts` times.
+ *
+ * @example
+ * export const rawOrders = rawFiles("raw_orders", {
+ *   storage: { type: "local", root: "data/landing" },
+ *   glob: "orders/{partition}/*.csv",
+ *   format: "csv",
+ *   partitions: partitions.daily({ start: "2025-01-01" }),
+ * });
+ */
+export function rawFiles(key: string, options: RawFilesOptions) {
+  if (!FORMATS.includes(options.format)) {
+    throw new UserError(`rawFiles \`${key}\`: format \`${String(options.format)}\` is not one of ${FORMATS.join(", ")}`);
+  }
+  if (options.glob.includes("{partition}") && !options.partitions) {
+    throw new UserError(`rawFiles \`${key}\`: glob uses {partition} but the asset has no partitions`);
+  }
+  return defineAsset(key, { ...options, kind: "raw_files", materialize: (ctx) => ingest(ctx, options) });
+}
+
+async function ingest(ctx: StepContext, options: RawFilesOptions) {
+  const settings = await ctx.resource<ProjectSettings>("project");
+  const ledger = await ctx.resource<FileLedger>("files");
+  const storage = openStorage(options.storage, settings);
+  const pattern = options.glob.replaceAll("{partition}", ctx.partitionKey ?? "");
+  const prefix = pattern.slice(0, pattern.search(/[*?[{]|$/)).replace(/[^/]*$/, "");
+  const matches = picomatch(pattern, { dot: false });
+
+  // A crash after an earlier run recorded its batch but before it marked the files: finish that.
+  await ledger.settleMaterialized(ctx.assetKey, ctx.partitionKey);
+
+  // Discover: list a page, keep what the glob matches, diff it against the ledger set-based.
+  let seen = 0;
+  for await (const page of storage.list(prefix)) {
+    const files = page.filter((o) => matches(o.key));
+    seen += files.length;
+    if (files.length > 0) await ledger.discover(ctx.assetKey, ctx.partitionKey, files);
+  }
+
+  const db = await ctx.resource<DuckDBInstance>("duckdb");
+  const scratch = await scratchDir(ctx);
+  const warehouse = await ctx.resource<ObjectStorage>("warehouse");
+  const location = newLocation("raw", ctx);
+  const batchId = `${ctx.runId}:${ctx.assetKey}:${ctx.partitionKey ?? "_"}:${ctx.attempt}`;
+  const workerId = `${hostname()}:${process.pid}`;
+  let rows = 0;
+  let bytes = 0;
+  let ingested = 0;
+  const failures: Array<{ path: string; error: string }> = [];
+  for (;;) {
+    const claimed = await ledger.claim({
+      source: ctx.assetKey,
+      partition: ctx.partitionKey,
+      workerId,
+      runId: ctx.runId,
+      batchId,
+      limit: options.batchSize ?? 500,
+      claimTimeoutMs: options.claimTimeoutMs ?? 600_000,
+      maxAttempts: options.maxAttempts ?? 3,
+    });
+    if (claimed.length === 0) break;
+    const results = await mapBounded(claimed, options.parallelism ?? 4, async (file) => {
+      const con = await db.connect();
+      try {
+        const src = join(scratch, "src", file.id);
+        await storage.download(file.path, src);
+        const staged = join(scratch, `${file.id}.parquet`);
+        const { rows: n } = await stageFile(con, { path: src, format: options.format, source: file.path, target: staged, ...(options.csv ? { csv: options.csv } : {}) });
+        await warehouse.upload(staged, `${location}/${file.id}.parquet`);
+        return { id: file.id, status: "SUCCESS" as const, rows: n, bytes: file.size };
+      } catch (e) {
+        const error = e instanceof Error ? e.message : String(e);
+        failures.push({ path: file.path, error });
+        ctx.log.error(`${file.path}: ${error}`, { file: file.path });
+        return { id: file.id, status: "FAILED" as const, error };
+      } finally {
+        con.closeSync();
+      }
+    });
+    // Failures end now; ingested files stay PROCESSING in this batch until it is committed.
+    await ledger.settle(results.filter((r) => r.status === "FAILED"));
+    for (const r of results) {
+      if (r.status === "SUCCESS") {
+        rows += r.rows;
+        bytes += r.bytes;
+        ingested++;
+      }
+    }
+  }
+  ctx.afterCommit(async () => void (await ledger.settleBatch(batchId)));
+  const maxFailed = options.maxFailedFiles ?? 0;
+  if (failures.length > maxFailed) {
+    const first = failures[0]!;
+    throw new Error(`${failures.length} file${failures.length === 1 ? "" : "s"} failed (maxFailedFiles: ${maxFailed}), e.g. ${first.path}: ${first.error}`);
+  }
+  // The partition's data is every file ingested so far: earlier locations, then this batch's
+  // (a reprocessed file's new version, same name, replaces its old one when read).
+  const earlier = await ledger.currentLocations(ctx.assetKey, ctx.partitionKey);
+  const locations = ingested > 0 ? [...earlier.filter((l) => l !== location), location] : earlier;
+  return { metadata: { location, locations, rows, bytes, files: ingested, failedFiles: failures.length, listed: seen, batchId } };
+}
+
+function openStorage(config: StorageConfig, settings: ProjectSettings): ObjectStorage {
+  if (config.type === "local") return localStorage({ root: config.root, baseDir: settings.dir });
+  throw new UserError("S3 storage for rawFiles is not wired yet; use { type: \"local\" }");
+}
+
+/** Maps with at most `limit` calls in flight, results in input order. */
+async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]!);
+      }
+    }),
+  );
+  return out;
+}

@@ -1,0 +1,88 @@
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { pipeline } from "../../src/assets/asset.js";
+import { duckdbTable } from "../../src/assets/duckdb-table.js";
+import { rawFiles } from "../../src/assets/raw-files.js";
+import { AssetGraph } from "../../src/dag/graph.js";
+import { partitions } from "../../src/dag/partitions.js";
+import type { AssetDefinition } from "../../src/dag/types.js";
+import { builtinResources } from "../../src/project/plugins.js";
+import { resourcePool, type ResourcePool } from "../../src/project/resources.js";
+import { materialize } from "../../src/runner/launch.js";
+import { FileLedger } from "../../src/state/files.js";
+import { StateStore } from "../../src/state/index.js";
+import { testDatabase } from "../helpers/pg.js";
+
+const home = mkdtempSync(join(tmpdir(), "floe-raw-"));
+const landing = join(home, "landing");
+const settings = { dir: home, home, databaseUrl: undefined, warehouse: join(home, "warehouse"), concurrency: undefined, eventRetentionDays: 30, shutdownGraceMs: 30_000, notifications: [] };
+let store: StateStore;
+let pool: ResourcePool;
+let drop: (() => Promise<void>) | undefined;
+beforeAll(async () => {
+  const db = await testDatabase();
+  store = await StateStore.open(db ? { url: db.url, home } : { home });
+  drop = db?.drop;
+  pool = resourcePool({ settings, store }, builtinResources);
+});
+afterAll(async () => {
+  await pool.close();
+  await store.close();
+  await drop?.();
+  rmSync(home, { recursive: true, force: true });
+});
+
+const put = (path: string, text: string, mtime?: Date) => {
+  mkdirSync(join(landing, path, ".."), { recursive: true });
+  writeFileSync(join(landing, path), text);
+  if (mtime) utimesSync(join(landing, path), mtime, mtime);
+};
+const daily = partitions.daily({ start: "2025-01-01" });
+const raw = (maxFailedFiles: number) =>
+  rawFiles("raw_orders", { storage: { type: "local", root: "landing" }, glob: "orders/{partition}/*.csv", format: "csv", partitions: daily, maxFailedFiles, maxAttempts: 1 });
+const orders = duckdbTable("orders", {
+  deps: ["raw_orders"],
+  partitions: daily,
+  sql: ({ ref }) => `select id, amount from ${ref("raw_orders")}`,
+  columns: z.object({ id: z.number().int(), amount: z.number() }),
+});
+const run = (assets: AssetDefinition[]) =>
+  materialize(store, AssetGraph.build([{ module: "t.ts", pipeline: pipeline("t", { assets }) }]), { assets: new Set(assets.map((a) => a.key)), selection: "*", partitions: { key: "2025-01-01" } }, { resources: pool });
+
+describe("rawFiles → duckdbTable", () => {
+  it("ingests each file on its own; a corrupt file fails alone; nothing is ingested twice; a changed file replaces its old version", async () => {
+    put("orders/2025-01-01/a.csv", "id,amount\n1,10\n2,20\n");
+    put("orders/2025-01-01/b.csv", "id,amount\n3,30\n");
+    put("orders/2025-01-01/bad.csv", "id,amount\n4,40,oops\n");
+    put("orders/2025-01-02/c.csv", "id,amount\n9,90\n"); // another partition: not read
+    const first = await run([raw(1), orders]);
+    expect(first.status).toBe("success");
+    expect(first.steps[0]!.metadata).toMatchObject({ files: 2, failedFiles: 1, rows: 3, listed: 3 });
+    expect(first.steps[1]!.metadata).toMatchObject({ rows: 3 });
+    const ledger = new FileLedger(store);
+    expect((await ledger.list("raw_orders")).map((f) => [f.path, f.status, f.error])).toEqual([
+      ["orders/2025-01-01/a.csv", "SUCCESS", null],
+      ["orders/2025-01-01/b.csv", "SUCCESS", null],
+      ["orders/2025-01-01/bad.csv", "FAILED", "line 2: expected 2 columns, found 3"],
+    ]);
+
+    const again = await run([raw(1), orders]);
+    expect(again.steps[0]!.metadata).toMatchObject({ files: 0, rows: 0 });
+    expect(again.steps[1]!.metadata).toMatchObject({ rows: 3 }); // the partition's data, not duplicated
+
+    put("orders/2025-01-01/a.csv", "id,amount\n1,11\n2,22\n5,55\n", new Date(Date.now() + 5_000));
+    const changed = await run([raw(1), orders]);
+    expect(changed.steps[0]!.metadata).toMatchObject({ files: 1, rows: 3 });
+    expect(changed.steps[1]!.metadata).toMatchObject({ rows: 4 }); // a.csv's new version (3 rows) + b.csv
+  });
+
+  it("more failed files than maxFailedFiles fails the step naming a file; the good files are not lost", async () => {
+    put("orders/2025-01-01/worse.csv", "id,amount\n\"7,70\n");
+    const out = await run([raw(0)]);
+    expect(out.steps[0]!.status).toBe("failed");
+    expect(out.steps[0]!.error).toMatch(/^1 file failed \(maxFailedFiles: 0\), e\.g\. orders\/2025-01-01\/worse\.csv: line 2: /);
+  });
+});
