@@ -1,31 +1,22 @@
-// The `analytics` pipeline chains on `orders` by key, without importing its asset.
-import { asset, pipeline } from "floe";
-import { daily, readJson, writeJson, type Order } from "./orders.ts";
+// The `analytics` pipeline chains on `orders` and `customers` by key, without importing them.
+import { checks, duckdbTable, pipeline } from "floe";
+import { daily } from "./orders.ts";
 
-export const dailyRevenue = asset("daily_revenue", {
-  deps: ["orders"],
+export const dailyRevenue = duckdbTable("daily_revenue", {
+  deps: ["orders", "customers"],
   partitions: daily,
+  sql: ({ ref }) => `
+    select c.country, count(*) as orders, round(sum(o.amount), 2) as revenue
+    from ${ref("orders")} o join ${ref("customers")} c on c.id = o.customer_id
+    group by c.country order by c.country`,
+  checks: [checks.range("revenue", { min: 0 })],
   tags: { team: "finance" },
-  async materialize(ctx) {
-    const day = ctx.partitionKey!;
-    const orders = await readJson<Order[]>(`orders/${day}.json`);
-    const revenue = orders.reduce((sum, o) => sum + o.amount, 0);
-    await writeJson(`daily_revenue/${day}.json`, { day, revenue });
-    ctx.log.info(`revenue of ${day}: ${revenue}`, { upstreamRows: ctx.upstream.orders?.metadata.rows });
-    return { metadata: { revenue, orders: orders.length } };
-  },
 });
 
-export const revenueReport = asset("revenue_report", {
+export const revenueByCountry = duckdbTable("revenue_by_country", {
   deps: [dailyRevenue],
+  sql: ({ ref }) => `select country, sum(orders) as orders, sum(revenue) as revenue from ${ref(dailyRevenue)} group by country order by revenue desc`,
   tags: { team: "finance" },
-  description: "Total revenue over every materialized day.",
-  async materialize(ctx) {
-    const days = ctx.upstreamPartitions(dailyRevenue);
-    const total = days.reduce((sum, d) => sum + Number(d.metadata.revenue ?? 0), 0);
-    await writeJson("revenue_report.json", { days: days.length, total });
-    return { metadata: { days: days.length, total } };
-  },
 });
 
-export default pipeline("analytics", { assets: [dailyRevenue, revenueReport] });
+export default pipeline("analytics", { assets: [dailyRevenue, revenueByCountry] });

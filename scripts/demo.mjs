@@ -1,8 +1,11 @@
-// npm run demo: materializes the example pipelines on embedded defaults and shows the result.
+// npm run demo: writes a small deterministic landing folder (data/landing), then materializes the
+// example pipelines on embedded defaults: raw files → validated DuckDB tables → a chained summary.
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { writeLanding } from "./landing.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
+writeLanding(`${root}/data/landing`);
 const floe = (...args) => {
   console.log(`\n$ floe ${args.join(" ")}`);
   const r = spawnSync(process.execPath, [`${root}/bin/floe.js`, ...args, "--project", root], { stdio: "inherit" });
@@ -14,3 +17,6 @@ floe("materialize", "--select", "*", "--from", "2025-01-01", "--to", "2025-01-07
 floe("status");
 floe("materialize", "--select", "*", "--from", "2025-01-01", "--to", "2025-01-07", "--stale");
 floe("runs", "--limit", "5");
+const runs = JSON.parse(spawnSync(process.execPath, [`${root}/bin/floe.js`, "runs", "--json", "--project", root], { encoding: "utf8" }).stdout);
+const first = runs.at(-1);
+if (first) floe("run", first.runId.slice(0, 8)); // its events show the quarantined rows
