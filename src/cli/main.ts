@@ -306,7 +306,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       code = await withStore(ctx.settings, "floe backfill", async (store, resources) => {
         const created = await store.createBackfill({ selection: o.select!, from: o.from!, to: o.to!, policy: o.policy, runs: planned });
         if (!o.json) io.err(`backfill ${shortId(created.id)}: ${planned.length} run(s) over ${o.from}…${o.to}; resume with \`floe backfill retry ${shortId(created.id)}\``);
-        return driveAndReport(io, store, ctx.graph, created.id, runs, resources, o.json === true, planned.length, ctx.settings.shutdownGraceMs);
+        return driveAndReport(io, store, ctx.graph, created.id, runs, resources, o.json === true, planned.length, ctx.settings.shutdownGraceMs, await notifications(io, ctx));
       });
     });
   backfill
@@ -325,7 +325,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         const b = await store.getBackfill(id);
         const requeued = await bf.retryBackfill(store, ctx.graph, b.id);
         if (!o.json) io.err(`backfill ${shortId(b.id)}: ${requeued} failed run(s) requeued`);
-        return driveAndReport(io, store, ctx.graph, b.id, runs, resources, o.json === true, undefined, ctx.settings.shutdownGraceMs);
+        return driveAndReport(io, store, ctx.graph, b.id, runs, resources, o.json === true, undefined, ctx.settings.shutdownGraceMs, await notifications(io, ctx));
       });
     });
   backfill
@@ -512,6 +512,7 @@ async function cancellable<T>(fn: (signal: AbortSignal) => Promise<T>, stopping 
 
 async function driveAndReport(
   io: Io, store: StateStore, graph: AssetGraph, id: string, runs: number, resources: ResourcePool, json: boolean, total: number | undefined, graceMs: number,
+  notify: Awaited<ReturnType<typeof notifications>>,
 ): Promise<number> {
   const { driveBackfill } = await import("../runner/backfill.js");
   let done = 0;
@@ -529,6 +530,18 @@ async function driveAndReport(
     }),
   );
   const { backfill, runs: latest } = outcome;
+  const failedRuns = latest.filter((r) => r.status !== "success");
+  notify.publish({
+    event: "backfill_finished",
+    message: `backfill ${shortId(backfill.id)} ${backfill.status}: ${latest.length - failedRuns.length} of ${latest.length} run(s) succeeded over ${backfill.from}…${backfill.to}`,
+    backfillId: backfill.id,
+    status: backfill.status,
+    assets: [...select(graph, backfill.selection)],
+    pipelines: [...new Set([...select(graph, backfill.selection)].map((a) => graph.node(a).pipeline))],
+    failedSteps: [],
+    at: new Date().toISOString(),
+  });
+  await notify.drain();
   if (json) {
     const details = await Promise.all(latest.map(async (r) => ({
       runId: r.id, status: r.status, partitions: r.partitionRange,

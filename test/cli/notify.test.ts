@@ -70,3 +70,27 @@ describe.skipIf(!db)("notifications", () => {
     expect(r.stderr.trim()).toBe("floe: floe.config.ts: notifications.0.notifier: expected a notifier, e.g. webhook({ url }) or slack({ url })");
   });
 });
+
+describe.skipIf(!db)("backfill notifications", () => {
+  it("a finished backfill is announced once", async () => {
+    const p = tempProject({
+      "pipelines/d.ts": `import { asset, partitions, pipeline } from "floe";
+export default pipeline("d", { assets: [asset("day", { partitions: partitions.daily({ start: "2025-01-01" }), materialize: () => ({}) })] });
+`,
+      "floe.config.ts": `import { defineConfig, webhook } from "floe";
+export default defineConfig({ notifications: [{ notifier: webhook({ url: process.env.HOOK_URL! }), events: ["backfill_finished"] }] });
+`,
+    });
+    try {
+      const before = received.length;
+      const r = await floe(["backfill", "--select", "day", "--from", "2025-01-01", "--to", "2025-01-03", "--json"], { cwd: p.dir, env: { FLOE_DATABASE_URL: db!.url, HOOK_URL: hook } });
+      expect(r.code, r.stderr).toBe(0);
+      const mine = received.slice(before).map((x) => JSON.parse(x.body) as { event: string; status: string; backfillId: string; message: string });
+      expect(mine).toHaveLength(1);
+      expect(mine[0]).toMatchObject({ event: "backfill_finished", status: "success", backfillId: (JSON.parse(r.stdout) as { backfillId: string }).backfillId });
+      expect(mine[0]!.message).toMatch(/^backfill [0-9a-f]{8} success: 3 of 3 run\(s\) succeeded over 2025-01-01…2025-01-03$/);
+    } finally {
+      p.remove();
+    }
+  });
+});
