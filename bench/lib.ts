@@ -1,3 +1,5 @@
+import pg from "pg";
+
 /** Small helpers shared by the benchmarks: a seeded PRNG and timing. */
 export function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -26,4 +28,25 @@ export function randomDag(n: number, meanFanIn: number, seed = 42): string[][] {
     while (deps.size < k) deps.add(`a${Math.floor(rand() * i)}`);
     return [...deps];
   });
+}
+
+/**
+ * A fresh PostgreSQL database for one benchmark (FLOE_TEST_DATABASE_URL's server, default the
+ * local one), dropped by `drop()`.
+ */
+export async function benchDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const base = process.env.FLOE_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+  const name = `floe_bench_${Date.now()}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    url: url.href,
+    async drop() {
+      await admin.query(`drop database ${name} with (force)`);
+      await admin.end();
+    },
+  };
 }

@@ -2,21 +2,14 @@
 // against a bare loop calling the same functions in topological order in this process.
 // Prints per-step overhead in ms and the ratio. Target < 2 ms per step.
 // Needs PostgreSQL: FLOE_TEST_DATABASE_URL or postgres://postgres@127.0.0.1:5432/test.
-import pg from "pg";
 import { asset, pipeline } from "../src/assets/asset.js";
 import { AssetGraph } from "../src/dag/graph.js";
 import { materialize } from "../src/runner/launch.js";
 import { StateStore } from "../src/state/index.js";
-import { randomDag, timed } from "./lib.js";
+import { benchDatabase, randomDag, timed } from "./lib.js";
 
 const N = 2_000;
-const base = process.env.FLOE_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const name = `floe_bench_${Date.now()}`;
-const admin = new pg.Client({ connectionString: base });
-await admin.connect();
-await admin.query(`create database ${name}`);
-const url = new URL(base);
-url.pathname = `/${name}`;
+const bench = await benchDatabase();
 
 let calls = 0;
 const noop = () => {
@@ -27,7 +20,7 @@ const deps = randomDag(N, 2);
 const graph = AssetGraph.build([{ module: "bench", pipeline: pipeline("bench", { assets: deps.map((d, i) => asset(`a${i}`, { deps: d, materialize: noop })) }) }]);
 const order = graph.generations().flat();
 
-const store = await StateStore.open({ url: url.href, home: "/nonexistent" });
+const store = await StateStore.open({ url: bench.url, home: "/nonexistent" });
 try {
   // warm up both paths once
   await materialize(store, graph, { assets: new Set(order.slice(0, 50)), selection: "warmup" });
@@ -47,6 +40,5 @@ try {
   }
 } finally {
   await store.close();
-  await admin.query(`drop database ${name} with (force)`);
-  await admin.end();
+  await bench.drop();
 }

@@ -6,7 +6,6 @@
 //     INSERT of 365 rows into a scratch table.
 //  3. queue throughput: no-op runs claimed and finished per second by 3 workers (own pools).
 //     Baseline: the same number of bare SKIP LOCKED claims with no execution.
-import pg from "pg";
 import { sql } from "kysely";
 import { asset, pipeline } from "../src/assets/asset.js";
 import { AssetGraph } from "../src/dag/graph.js";
@@ -15,18 +14,12 @@ import { planBackfill, parsePolicy } from "../src/runner/backfill.js";
 import { runWorker } from "../src/runner/worker.js";
 import { runScheduler } from "../src/scheduler/scheduler.js";
 import { StateStore } from "../src/state/index.js";
-import { timed } from "./lib.js";
+import { benchDatabase, timed } from "./lib.js";
 
-const base = process.env.FLOE_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const name = `floe_bench_${Date.now()}`;
-const admin = new pg.Client({ connectionString: base });
-await admin.connect();
-await admin.query(`create database ${name}`);
-const url = new URL(base);
-url.pathname = `/${name}`;
+const bench = await benchDatabase();
 const stores: StateStore[] = [];
 const open = async () => {
-  const s = await StateStore.open({ url: url.href, home: "/nonexistent" });
+  const s = await StateStore.open({ url: bench.url, home: "/nonexistent" });
   stores.push(s);
   return s;
 };
@@ -89,6 +82,5 @@ try {
   }
 } finally {
   for (const s of stores) await s.close();
-  await admin.query(`drop database ${name} with (force)`);
-  await admin.end();
+  await bench.drop();
 }

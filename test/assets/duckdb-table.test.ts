@@ -1,5 +1,3 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DuckDBInstance } from "@duckdb/node-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,31 +8,18 @@ import { AssetGraph } from "../../src/dag/graph.js";
 import { partitions } from "../../src/dag/partitions.js";
 import type { AssetDefinition } from "../../src/dag/types.js";
 import { checks } from "../../src/duckdb/checks.js";
-import { builtinResources } from "../../src/project/plugins.js";
-import { resourcePool, type ResourcePool } from "../../src/project/resources.js";
 import { materialize } from "../../src/runner/launch.js";
-import { StateStore } from "../../src/state/index.js";
-import { testDatabase } from "../helpers/pg.js";
+import { testEngine } from "../helpers/engine.js";
 
-const home = mkdtempSync(join(tmpdir(), "floe-duck-"));
-const settings = { dir: home, home, databaseUrl: undefined, warehouse: join(home, "warehouse"), concurrency: undefined, eventRetentionDays: 30, shutdownGraceMs: 30_000, notifications: [] };
-let store: StateStore;
-let pool: ResourcePool;
+const engine = await testEngine("duck");
+const { store, pool, settings } = engine;
 let reader: DuckDBInstance;
-let drop: (() => Promise<void>) | undefined;
 beforeAll(async () => {
-  const db = await testDatabase();
-  store = await StateStore.open(db ? { url: db.url, home } : { home });
-  drop = db?.drop;
-  pool = resourcePool({ settings, store }, builtinResources);
   reader = await DuckDBInstance.create(":memory:");
 });
 afterAll(async () => {
-  await pool.close();
-  await store.close();
-  await drop?.();
   reader.closeSync();
-  rmSync(home, { recursive: true, force: true });
+  await engine.close();
 });
 
 const run = (assets: AssetDefinition[], select?: string[], parts?: { from: string; to: string }) => {

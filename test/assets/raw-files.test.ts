@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -9,31 +8,14 @@ import { rawFiles } from "../../src/assets/raw-files.js";
 import { AssetGraph } from "../../src/dag/graph.js";
 import { partitions } from "../../src/dag/partitions.js";
 import type { AssetDefinition } from "../../src/dag/types.js";
-import { builtinResources } from "../../src/project/plugins.js";
-import { resourcePool, type ResourcePool } from "../../src/project/resources.js";
 import { materialize } from "../../src/runner/launch.js";
 import { FileLedger } from "../../src/state/files.js";
-import { StateStore } from "../../src/state/index.js";
-import { testDatabase } from "../helpers/pg.js";
+import { testEngine } from "../helpers/engine.js";
 
-const home = mkdtempSync(join(tmpdir(), "floe-raw-"));
-const landing = join(home, "landing");
-const settings = { dir: home, home, databaseUrl: undefined, warehouse: join(home, "warehouse"), concurrency: undefined, eventRetentionDays: 30, shutdownGraceMs: 30_000, notifications: [] };
-let store: StateStore;
-let pool: ResourcePool;
-let drop: (() => Promise<void>) | undefined;
-beforeAll(async () => {
-  const db = await testDatabase();
-  store = await StateStore.open(db ? { url: db.url, home } : { home });
-  drop = db?.drop;
-  pool = resourcePool({ settings, store }, builtinResources);
-});
-afterAll(async () => {
-  await pool.close();
-  await store.close();
-  await drop?.();
-  rmSync(home, { recursive: true, force: true });
-});
+const engine = await testEngine("raw");
+const { store, pool } = engine;
+const landing = join(engine.home, "landing");
+afterAll(() => engine.close());
 
 const put = (path: string, text: string, mtime?: Date) => {
   mkdirSync(join(landing, path, ".."), { recursive: true });

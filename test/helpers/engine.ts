@@ -1,0 +1,32 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { builtinResources } from "../../src/project/plugins.js";
+import type { ProjectSettings } from "../../src/project/config.js";
+import { resourcePool, type ResourcePool } from "../../src/project/resources.js";
+import { StateStore } from "../../src/state/index.js";
+import { testDatabase } from "./pg.js";
+
+/**
+ * What a step needs to run in a test: a temporary project home with a folder warehouse, a state
+ * store (real PostgreSQL when reachable, else embedded PGlite) and the built-in resources.
+ */
+export async function testEngine(prefix: string): Promise<{ home: string; settings: ProjectSettings; store: StateStore; pool: ResourcePool; close(): Promise<void> }> {
+  const home = mkdtempSync(join(tmpdir(), `floe-${prefix}-`));
+  const settings: ProjectSettings = {
+    dir: home, home, databaseUrl: undefined, warehouse: join(home, "warehouse"), concurrency: undefined,
+    eventRetentionDays: 30, shutdownGraceMs: 30_000, notifications: [],
+  };
+  const db = await testDatabase();
+  const store = await StateStore.open(db ? { url: db.url, home } : { home });
+  const pool = resourcePool({ settings, store }, builtinResources);
+  return {
+    home, settings, store, pool,
+    async close() {
+      await pool.close();
+      await store.close();
+      await db?.drop();
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
