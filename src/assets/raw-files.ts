@@ -9,7 +9,7 @@ import type { ProjectSettings } from "../project/config.js";
 import type { FileLedger } from "../state/files.js";
 import { localStorage } from "../storage/local-storage.js";
 import type { ObjectStorage } from "../storage/types.js";
-import type { SecretRef } from "../secrets.js";
+import { resolveSecret, type SecretRef } from "../secrets.js";
 import { defineAsset, type AssetOptions } from "./asset.js";
 import { newLocation, scratchDir } from "./data.js";
 
@@ -62,6 +62,7 @@ export function rawFiles(key: string, options: RawFilesOptions) {
   if (!FORMATS.includes(options.format)) {
     throw new UserError(`rawFiles \`${key}\`: format \`${String(options.format)}\` is not one of ${FORMATS.join(", ")}`);
   }
+  checkStorage(key, options.storage);
   if (options.glob.includes("{partition}") && !options.partitions) {
     throw new UserError(`rawFiles \`${key}\`: glob uses {partition} but the asset has no partitions`);
   }
@@ -71,7 +72,7 @@ export function rawFiles(key: string, options: RawFilesOptions) {
 async function ingest(ctx: StepContext, options: RawFilesOptions) {
   const settings = await ctx.resource<ProjectSettings>("project");
   const ledger = await ctx.resource<FileLedger>("files");
-  const storage = openStorage(options.storage, settings);
+  const storage = await openStorage(options.storage, settings);
   const pattern = options.glob.replaceAll("{partition}", ctx.partitionKey ?? "");
   const prefix = pattern.slice(0, pattern.search(/[*?[{]|$/)).replace(/[^/]*$/, "");
   const matches = picomatch(pattern, { dot: false });
@@ -150,9 +151,35 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
   return { metadata: { location, locations, rows, bytes, files: ingested, failedFiles: failures.length, listed: seen, batchId } };
 }
 
-function openStorage(config: StorageConfig, settings: ProjectSettings): ObjectStorage {
+/** The source's storage, with its own credentials resolved now (never process-global). */
+async function openStorage(config: StorageConfig, settings: ProjectSettings): Promise<ObjectStorage> {
   if (config.type === "local") return localStorage({ root: config.root, baseDir: settings.dir });
-  throw new UserError("S3 storage for rawFiles is not wired yet; use { type: \"local\" }");
+  const { s3Storage } = await import("../storage/s3-storage.js");
+  const c = config.credentials;
+  return s3Storage({
+    bucket: config.bucket,
+    ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
+    ...(config.endpoint !== undefined ? { endpoint: config.endpoint } : {}),
+    ...(config.region !== undefined ? { region: config.region } : {}),
+    ...(config.forcePathStyle !== undefined ? { forcePathStyle: config.forcePathStyle } : {}),
+    ...(c
+      ? { credentials: { accessKeyId: resolveSecret(c.accessKeyId), secretAccessKey: resolveSecret(c.secretAccessKey), ...(c.sessionToken ? { sessionToken: resolveSecret(c.sessionToken) } : {}) } }
+      : {}),
+  });
+}
+
+/** Checks a storage config's shape at definition time; a mistake names the field. */
+function checkStorage(key: string, config: StorageConfig): void {
+  const where = `rawFiles \`${key}\` storage`;
+  if (typeof config !== "object" || config === null) throw new UserError(`${where}: expected { type: "local", root } or { type: "s3", bucket, … }`);
+  if (config.type === "local") {
+    if (typeof config.root !== "string" || config.root === "") throw new UserError(`${where}.root: expected a folder path`);
+  } else if (config.type === "s3") {
+    if (typeof config.bucket !== "string" || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(config.bucket)) throw new UserError(`${where}.bucket: expected an S3 bucket name, got \`${String(config.bucket)}\``);
+    if (config.endpoint !== undefined && !/^https?:\/\//.test(config.endpoint)) throw new UserError(`${where}.endpoint: expected an http(s):// URL, got \`${config.endpoint}\``);
+  } else {
+    throw new UserError(`${where}.type: expected "local" or "s3", got \`${String((config as { type?: unknown }).type)}\``);
+  }
 }
 
 /** Maps with at most `limit` calls in flight, results in input order. */

@@ -68,3 +68,38 @@ describe("rawFiles → duckdbTable", () => {
     expect(out.steps[0]!.error).toMatch(/^1 file failed \(maxFailedFiles: 0\), e\.g\. orders\/2025-01-01\/worse\.csv: line 2: /);
   });
 });
+
+describe("rawFiles from S3", () => {
+  it("ingests from an S3 prefix with the source's own credentials, resolved from secret()", async () => {
+    const { s3Server, s3Credentials } = await import("../helpers/s3.js");
+    const { s3Storage } = await import("../../src/storage/s3-storage.js");
+    const { secret } = await import("../../src/secrets.js");
+    const server = await s3Server("landing-bucket");
+    try {
+      const s3 = await s3Storage({ bucket: server.bucket, prefix: "drop", endpoint: server.endpoint, forcePathStyle: true, credentials: s3Credentials });
+      await s3.write("events/2025-01-01/e1.ndjson", '{"id":1}\n{"id":2}\n');
+      await s3.write("events/2025-01-01/e2.ndjson", '{"id":3}\n');
+      process.env.FLOE_TEST_S3_KEY = s3Credentials.accessKeyId;
+      process.env.FLOE_TEST_S3_SECRET = s3Credentials.secretAccessKey;
+      const events = rawFiles("raw_events", {
+        storage: { type: "s3", bucket: server.bucket, prefix: "drop", endpoint: server.endpoint, forcePathStyle: true, credentials: { accessKeyId: secret("FLOE_TEST_S3_KEY"), secretAccessKey: secret("FLOE_TEST_S3_SECRET") } },
+        glob: "events/{partition}/*.ndjson",
+        format: "ndjson",
+        partitions: daily,
+      });
+      const counted = duckdbTable("event_count", { deps: [events], partitions: daily, sql: ({ ref }) => `select count(*) as n, sum(id) as total from ${ref(events)}` });
+      const out = await run([events, counted]);
+      expect(out.status, JSON.stringify(out.steps)).toBe("success");
+      expect(out.steps[0]!.metadata).toMatchObject({ files: 2, rows: 3 });
+      expect(out.steps[1]!.metadata).toMatchObject({ rows: 1 });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("a bad storage config names the field", () => {
+    expect(() => rawFiles("r", { storage: { type: "s3", bucket: "B!" }, glob: "*.csv", format: "csv" })).toThrow("rawFiles `r` storage.bucket: expected an S3 bucket name, got `B!`");
+    expect(() => rawFiles("r", { storage: { type: "ftp" } as never, glob: "*.csv", format: "csv" })).toThrow('rawFiles `r` storage.type: expected "local" or "s3", got `ftp`');
+    expect(() => rawFiles("r", { storage: { type: "local", root: "x" }, glob: "*.csv", format: "xml" as never })).toThrow("rawFiles `r`: format `xml` is not one of csv, json, ndjson, parquet");
+  });
+});
