@@ -10,6 +10,7 @@ import {
   type PipelineDefinition,
   type RetryPolicy,
   type ScheduleDefinition,
+  type SensorDefinition,
   type StepContext,
 } from "../dag/types.js";
 
@@ -30,12 +31,15 @@ export interface AssetOptions {
   retry?: RetryPolicy;
   pool?: string;
   description?: string;
+  /** `eager`: queued as soon as an upstream partition it reads is materialized. */
+  automation?: "eager";
   materialize(ctx: StepContext): Promise<MaterializeResult | void> | MaterializeResult | void;
 }
 
 /** What an asset kind plugin passes to {@link defineAsset}: the options plus its kind name. */
 export interface KindAssetOptions extends AssetOptions {
   kind: string;
+  sensor?: SensorDefinition;
 }
 
 function normaliseTags(tags: AssetOptions["tags"]): Record<string, string> {
@@ -76,7 +80,12 @@ export function defineAsset(key: string, options: KindAssetOptions): AssetDefini
     ...(options.retry ? { retry: options.retry } : {}),
     ...(options.pool !== undefined ? { pool: options.pool } : {}),
     ...(options.description !== undefined ? { description: options.description } : {}),
+    ...(options.sensor ? { sensor: options.sensor } : {}),
+    ...(options.automation ? { automation: options.automation } : {}),
   };
+  if (options.automation !== undefined && options.automation !== "eager") {
+    throw new UserError(`asset \`${key}\`: automation must be "eager", got \`${String(options.automation)}\``);
+  }
   return Object.freeze(definition);
 }
 

@@ -3,12 +3,12 @@ import { join } from "node:path";
 import type { DuckDBInstance } from "@duckdb/node-api";
 import picomatch from "picomatch";
 import { UserError } from "../errors.js";
-import type { StepContext } from "../dag/types.js";
+import type { SensorContext, StepContext } from "../dag/types.js";
 import { stageFile, type CsvOptions, type RawFormat } from "../duckdb/stage.js";
 import type { ProjectSettings } from "../project/config.js";
 import type { FileLedger } from "../state/files.js";
 import { localStorage } from "../storage/local-storage.js";
-import type { ObjectStorage } from "../storage/types.js";
+import type { ObjectInfo, ObjectStorage } from "../storage/types.js";
 import { resolveSecret, type SecretRef } from "../secrets.js";
 import { defineAsset, type AssetOptions } from "./asset.js";
 import { newLocation, scratchDir } from "./data.js";
@@ -41,6 +41,8 @@ export interface RawFilesOptions extends Omit<AssetOptions, "materialize" | "dep
   parallelism?: number;
   /** A claim older than this is taken over by the next run (default 10 min). */
   claimTimeoutMs?: number;
+  /** Watch the storage: `floe scheduler` / `floe dev` queue a run when new files land (default every 30 s). */
+  sensor?: boolean | { intervalSeconds?: number };
 }
 
 const FORMATS: readonly RawFormat[] = ["csv", "json", "ndjson", "parquet"];
@@ -66,7 +68,41 @@ export function rawFiles(key: string, options: RawFilesOptions) {
   if (options.glob.includes("{partition}") && !options.partitions) {
     throw new UserError(`rawFiles \`${key}\`: glob uses {partition} but the asset has no partitions`);
   }
-  return defineAsset(key, { ...options, kind: "raw_files", materialize: (ctx) => ingest(ctx, options) });
+  const { sensor: watch, ...rest } = options;
+  const intervalMs = typeof watch === "object" ? (watch.intervalSeconds ?? 30) * 1000 : 30_000;
+  return defineAsset(key, {
+    ...rest,
+    kind: "raw_files",
+    materialize: (ctx) => ingest(ctx, options),
+    ...(watch ? { sensor: { intervalMs, poll: (ctx) => sense(ctx, key, options) } } : {}),
+  });
+}
+
+/** A sensor pass: list, record what is new in the ledger, report the partitions with files waiting. */
+async function sense(ctx: SensorContext, key: string, options: RawFilesOptions): Promise<Array<string | null>> {
+  const settings = await ctx.resource<ProjectSettings>("project");
+  const ledger = await ctx.resource<FileLedger>("files");
+  const storage = await openStorage(options.storage, settings);
+  const [before, after = ""] = options.glob.split("{partition}");
+  const prefix = before!.slice(0, before!.search(/[*?[{]|$/)).replace(/[^/]*$/, "");
+  const matches = picomatch(options.glob.replaceAll("{partition}", "*"));
+  const escape = (t: string): string => t.replace(/[.+^${}()|[\]\\]/g, "\\$&").replaceAll("**", "\u0000").replaceAll("*", "[^/]*").replaceAll("?", "[^/]").replaceAll("\u0000", ".*");
+  const partitionOf = options.glob.includes("{partition}") ? new RegExp(`^${escape(before!)}([^/]+)${escape(after)}$`) : undefined;
+  const byPartition = new Map<string | null, ObjectInfo[]>();
+  for await (const page of storage.list(prefix)) {
+    for (const o of page) {
+      if (!matches(o.key)) continue;
+      const p = partitionOf ? (partitionOf.exec(o.key)?.[1] ?? undefined) : null;
+      if (p === undefined) continue;
+      // only partitions that exist (a day that has not closed yet waits)
+      if (p !== null && options.partitions?.invalidReason(p) !== undefined) continue;
+      const list = byPartition.get(p) ?? [];
+      list.push(o);
+      byPartition.set(p, list);
+    }
+  }
+  for (const [p, files] of byPartition) await ledger.discover(key, p, files);
+  return ledger.pendingPartitions(key);
 }
 
 async function ingest(ctx: StepContext, options: RawFilesOptions) {

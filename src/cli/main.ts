@@ -349,10 +349,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .action(async (o: Common & { metricsPort?: string }) => {
       const ctx = await project(o);
       const { runScheduler } = await import("../scheduler/scheduler.js");
-      await withStore(ctx.settings, "floe scheduler", async (store) => {
+      await withStore(ctx.settings, "floe scheduler", async (store, resources) => {
         const metrics = await metricsServer(io, store, o.metricsPort);
         io.err(`floe scheduler: ${[...ctx.graph.pipelines.values()].filter((p) => p.pipeline.schedule).length} schedule(s); Ctrl-C stops`);
-        await cancellable((signal) => runScheduler(store, ctx.graph, { signal, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: schedulerLog(io), onError: schedulerError(io) }), "stopping");
+        await cancellable((signal) => runScheduler(store, ctx.graph, { signal, resources, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: schedulerLog(io), onError: schedulerError(io) }), "stopping");
         metrics?.close();
       });
     });
@@ -373,7 +373,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         await cancellable(
           (signal) =>
             Promise.all([
-              runScheduler(store, ctx.graph, { signal, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
+              runScheduler(store, ctx.graph, { signal, resources, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
               runWorker(store, ctx.graph, { runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, wake, onRun: (r) => (notify.run(r), io.out(`run ${shortId(r.runId)} ${r.status}`)) }),
             ]),
           "stopping: no new runs are claimed; running steps finish",

@@ -69,6 +69,20 @@ export interface StepContext {
   afterCommit(fn: () => Promise<void>): void;
 }
 
+/** What a sensor may use: the same resources a step gets. */
+export interface SensorContext {
+  readonly assetKey: string;
+  resource<T>(name: string): Promise<T>;
+}
+
+/** Looks for reasons to materialize an asset (new files, …); the scheduler polls it. */
+export interface SensorDefinition {
+  /** How often to look (ms). */
+  intervalMs: number;
+  /** The partitions (null: the unpartitioned asset) that have something new. */
+  poll(ctx: SensorContext): Promise<Array<string | null>>;
+}
+
 /** A named, persistent piece of data plus the code that produces it. */
 export interface AssetDefinition {
   readonly [ASSET_BRAND]: true;
@@ -87,6 +101,10 @@ export interface AssetDefinition {
   readonly retry?: RetryPolicy;
   readonly pool?: string;
   readonly description?: string;
+  /** Polled by the scheduler: queues a run for the partitions it returns. */
+  readonly sensor?: SensorDefinition;
+  /** `eager`: materialized (queued) as soon as an upstream partition it reads is materialized. */
+  readonly automation?: "eager";
   materialize(ctx: StepContext): Promise<MaterializeResult | void> | MaterializeResult | void;
 }
 

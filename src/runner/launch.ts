@@ -3,6 +3,7 @@ import type { AssetGraph } from "../dag/graph.js";
 import { plan, stepId, type PartitionSelection, type StepKey } from "../dag/plan.js";
 import { assetStatuses, type PartitionStatus } from "../dag/staleness.js";
 import type { NewRun, StateStore, StepStatus } from "../state/index.js";
+import { queueEager } from "./automation.js";
 import { executeRun, type RunOutcome, type RunnerOptions } from "./runner.js";
 
 /**
@@ -59,7 +60,9 @@ export async function materialize(
     status: "queued",
     steps: steps.map((s) => ({ asset: s.asset, partition: s.partition })),
   });
-  return executeRun(store, graph, run.id, options);
+  const outcome = await executeRun(store, graph, run.id, options);
+  await queueEager(store, graph, outcome);
+  return outcome;
 }
 
 /** The steps among `steps` that are not fresh, plus every step downstream of those. */

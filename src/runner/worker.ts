@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import type { AssetGraph } from "../dag/graph.js";
 import type { StateStore } from "../state/index.js";
+import { queueEager } from "./automation.js";
 import { rerun } from "./launch.js";
 import { executeRun, type RunOutcome, type RunnerOptions } from "./runner.js";
 
@@ -58,6 +59,7 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
         continue;
       }
       const outcome = await executeRun(store, graph, run.id, { ...options, worker: workerId, heartbeatMs, signal });
+      await queueEager(store, graph, outcome);
       executed++;
       options.onRun?.(outcome);
     }

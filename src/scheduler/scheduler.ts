@@ -1,9 +1,13 @@
 import type { AssetGraph } from "../dag/graph.js";
+import { stepId } from "../dag/plan.js";
+import type { Resources } from "../runner/runner.js";
 import type { RunRecord, StateStore } from "../state/index.js";
 import { schedulesOf, tickPlan, type Schedule } from "./schedules.js";
 
 export interface SchedulerOptions {
   signal?: AbortSignal;
+  /** Resources for sensors (a rawFiles sensor lists its storage through them). */
+  resources?: Resources;
   /** Called for each run a tick created (not for ticks another scheduler already took). */
   onRun?: (schedule: string, tickTime: Date, run: RunRecord) => void;
   /** A tick that could not be recorded (the state store failed); the scheduler goes on. */
@@ -66,10 +70,38 @@ export async function runScheduler(store: StateStore, graph: AssetGraph, options
     s.cron.resume();
     return s.cron;
   });
+  // Sensors: each asset's poll says which partitions have something new; a run is queued for
+  // them unless one is already pending, keyed by (sensor, interval) like a tick.
+  const sensors = graph.keys().filter((k) => graph.asset(k).sensor !== undefined).map((key) => {
+    const sensor = graph.asset(key).sensor!;
+    const poll = async (): Promise<void> => {
+      const partitions = await sensor.poll({ assetKey: key, resource: (n) => (options.resources ? options.resources.get(n) : Promise.reject(new Error("no resources"))) });
+      if (partitions.length === 0) return;
+      const busy = new Set((await store.latestStepStates([key])).filter((x) => x.status === "pending" || x.status === "running").map((x) => stepId(x.asset, x.partition)));
+      const tickTime = new Date(Math.floor(Date.now() / sensor.intervalMs) * sensor.intervalMs);
+      for (const p of partitions) {
+        if (busy.has(stepId(key, p))) continue;
+        const run = await store.createScheduledRun(
+          { trigger: "sensor", selection: key, partitionRange: p, tags: { "floe/sensor": key }, status: "queued", steps: [{ asset: key, partition: p }] },
+          { schedule: `sensor:${key}:${p ?? "_"}`, tickTime },
+        );
+        if (run) options.onRun?.(`sensor:${key}`, tickTime, run);
+      }
+    };
+    let running = false;
+    const timer = setInterval(() => {
+      if (running) return;
+      running = true;
+      poll().catch((e: unknown) => options.onError?.(`sensor:${key}`, new Date(), e)).finally(() => (running = false));
+    }, sensor.intervalMs);
+    return timer;
+  });
+
   await new Promise<void>((resolve) => {
     if (signal.aborted) resolve();
     signal.addEventListener("abort", () => resolve(), { once: true });
   });
   for (const c of crons) c.stop();
+  for (const t of sensors) clearInterval(t);
   clearInterval(pruner);
 }

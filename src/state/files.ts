@@ -162,6 +162,12 @@ export class FileLedger {
     return Number(r.numAffectedRows ?? 0);
   }
 
+  /** Partitions of a source that have files waiting (DISCOVERED), for sensors. */
+  async pendingPartitions(source: string): Promise<Array<string | null>> {
+    const { rows } = await sql<{ partition: string }>`select distinct partition from processed_files where source = ${source} and status = 'DISCOVERED' order by partition`.execute(this.store.db);
+    return rows.map((r) => (r.partition === "" ? null : r.partition));
+  }
+
   /** The warehouse locations that hold a raw asset partition's files so far (its latest materialization's). */
   async currentLocations(source: string, partition: string | null): Promise<string[]> {
     const { rows } = await sql<{ locations: unknown }>`select metadata->'locations' as locations from asset_partitions where asset = ${source} and partition = ${partition ?? ""}`.execute(this.store.db);
