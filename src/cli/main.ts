@@ -133,7 +133,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       code = await withStore(ctx.settings, "floe materialize", async (store, resources) => {
         const outcome = await cancellable((signal) =>
           materialize(store, ctx.graph, { assets, selection: o.select, ...(partitions ? { partitions } : {}), staleOnly: o.stale === true }, {
-            signal, resources, graceMs: ctx.settings.shutdownGraceMs, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
+            signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
           }),
         );
         if (outcome.runId !== null) notify.run(outcome);
@@ -243,7 +243,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const notify = await notifications(io, ctx);
       code = await withStore(ctx.settings, "floe rerun", async (store, resources) => {
         const outcome = await cancellable((signal) =>
-          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, graceMs: ctx.settings.shutdownGraceMs, ...(o.json ? {} : { onProgress: progress(io) }) }),
+          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, ...(o.json ? {} : { onProgress: progress(io) }) }),
         );
         if (outcome) notify.run(outcome);
         await notify.drain();
@@ -272,7 +272,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         io.err(`floe worker: waiting for queued runs (${runs} at a time; Ctrl-C stops after the running ones)`);
         await cancellable((signal) =>
           runWorker(store, ctx.graph, {
-            runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, untilEmpty: o.untilEmpty === true,
+            runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, untilEmpty: o.untilEmpty === true,
             ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}),
             onRun: (r) => {
               notify.run(r);
@@ -306,7 +306,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       code = await withStore(ctx.settings, "floe backfill", async (store, resources) => {
         const created = await store.createBackfill({ selection: o.select!, from: o.from!, to: o.to!, policy: o.policy, runs: planned });
         if (!o.json) io.err(`backfill ${shortId(created.id)}: ${planned.length} run(s) over ${o.from}…${o.to}; resume with \`floe backfill retry ${shortId(created.id)}\``);
-        return driveAndReport(io, store, ctx.graph, created.id, runs, resources, o.json === true, planned.length, ctx.settings.shutdownGraceMs, await notifications(io, ctx));
+        return driveAndReport(io, store, ctx.graph, created.id, runs, resources, o.json === true, planned.length, ctx.settings.shutdownGraceMs, await notifications(io, ctx), ctx.settings.pools);
       });
     });
   backfill
@@ -325,7 +325,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         const b = await store.getBackfill(id);
         const requeued = await bf.retryBackfill(store, ctx.graph, b.id);
         if (!o.json) io.err(`backfill ${shortId(b.id)}: ${requeued} failed run(s) requeued`);
-        return driveAndReport(io, store, ctx.graph, b.id, runs, resources, o.json === true, undefined, ctx.settings.shutdownGraceMs, await notifications(io, ctx));
+        return driveAndReport(io, store, ctx.graph, b.id, runs, resources, o.json === true, undefined, ctx.settings.shutdownGraceMs, await notifications(io, ctx), ctx.settings.pools);
       });
     });
   backfill
@@ -374,7 +374,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           (signal) =>
             Promise.all([
               runScheduler(store, ctx.graph, { signal, resources, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
-              runWorker(store, ctx.graph, { runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, wake, onRun: (r) => (notify.run(r), io.out(`run ${shortId(r.runId)} ${r.status}`)) }),
+              runWorker(store, ctx.graph, { runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, wake, onRun: (r) => (notify.run(r), io.out(`run ${shortId(r.runId)} ${r.status}`)) }),
             ]),
           "stopping: no new runs are claimed; running steps finish",
         );
@@ -513,12 +513,13 @@ async function cancellable<T>(fn: (signal: AbortSignal) => Promise<T>, stopping 
 async function driveAndReport(
   io: Io, store: StateStore, graph: AssetGraph, id: string, runs: number, resources: ResourcePool, json: boolean, total: number | undefined, graceMs: number,
   notify: Awaited<ReturnType<typeof notifications>>,
+  poolLimits: Readonly<Record<string, number>> = {},
 ): Promise<number> {
   const { driveBackfill } = await import("../runner/backfill.js");
   let done = 0;
   const outcome = await cancellable((signal) =>
     driveBackfill(store, graph, id, {
-      runs, signal, resources, graceMs,
+      runs, signal, resources, graceMs, poolLimits,
       onRun: (r) => {
         done++;
         if (!json) {

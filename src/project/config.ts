@@ -30,6 +30,8 @@ async function configSchema() {
             .strict(),
         )
         .optional(),
+      /** Steps at once per pool (an asset's `pool`), across every process: `{ warehouse: 2 }`. */
+      pools: z.record(z.string(), z.number().int().positive()).optional(),
       /** On SIGTERM/SIGINT, how long running steps may finish before they are marked interrupted (default 30 000). */
       shutdownGraceMs: z.number().int().nonnegative().optional(),
       /** Days of event log kept; the scheduler deletes older events (default 30; 0 keeps everything). */
@@ -59,6 +61,7 @@ export interface ProjectSettings {
   concurrency: number | undefined;
   eventRetentionDays: number;
   shutdownGraceMs: number;
+  pools: Record<string, number>;
   notifications: Array<{ notifier: Notifier; events?: NotificationEvent[]; select?: string }>;
 }
 
@@ -96,5 +99,6 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
     eventRetentionDays: config.eventRetentionDays ?? 30,
     shutdownGraceMs: nonEmpty(env.FLOE_SHUTDOWN_GRACE_MS) !== undefined ? Number(env.FLOE_SHUTDOWN_GRACE_MS) : (config.shutdownGraceMs ?? 30_000),
     notifications: config.notifications ?? [],
+    pools: config.pools ?? {},
   };
 }

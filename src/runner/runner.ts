@@ -39,6 +39,8 @@ export interface RunnerOptions {
   signal?: AbortSignal;
   resources?: Resources;
   onProgress?: (e: ProgressEvent) => void;
+  /** Steps at once per pool, across every process sharing the store: `{ warehouse: 2 }`. */
+  poolLimits?: Readonly<Record<string, number>>;
   /** After an abort, how long running steps may go on before they are marked interrupted (default 30 s). */
   graceMs?: number;
   /** With a worker id, the run heartbeats every `heartbeatMs` (default 5 s) while it executes. */
@@ -211,6 +213,22 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
 
   async function runStep(s: PlannedStep): Promise<StepOutcome> {
     const def = graph.asset(s.asset);
+    const limit = def.pool === undefined ? undefined : options.poolLimits?.[def.pool];
+    if (def.pool === undefined || limit === undefined) return attemptStep(s, def);
+    // Wait for a slot of the asset's pool; the pool's limit holds across processes.
+    let slot: number | undefined;
+    while ((slot = await store.acquirePoolSlot(def.pool, limit, runId, s.id)) === undefined) {
+      if (signal.aborted) return { asset: s.asset, partition: s.partition, status: "skipped", metadata: {}, attempts: 0, durationMs: null };
+      await sleep(100, signal);
+    }
+    try {
+      return await attemptStep(s, def);
+    } finally {
+      await store.releasePoolSlot(def.pool, slot).catch(() => undefined);
+    }
+  }
+
+  async function attemptStep(s: PlannedStep, def: AssetDefinition): Promise<StepOutcome> {
     const maxAttempts = Math.max(1, def.retry?.maxAttempts ?? 1);
     const base = { asset: s.asset, partition: s.partition };
     const t0 = Date.now();

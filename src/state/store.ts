@@ -372,6 +372,37 @@ export class StateStore {
   }
 
   /**
+   * Takes a free slot of `pool` (at most `limit` held at once, by any process) for a step; a slot
+   * whose run is no longer running is free again. Returns the slot, or undefined when all are taken.
+   *
+   * @example
+   * const slot = await store.acquirePoolSlot("warehouse", 2, run.id, "orders[2025-01-01]");
+   */
+  async acquirePoolSlot(pool: string, limit: number, runId: string, step: string): Promise<number | undefined> {
+    const take = async (): Promise<number | undefined> => {
+      const { rows } = await sql<{ slot: number }>`
+        update pool_slots set run_id = ${runId}, step = ${step}, acquired_at = now()
+        where (pool, slot) = (
+          select pool, slot from pool_slots s
+          where pool = ${pool} and slot < ${limit}
+            and (run_id is null or not exists (select 1 from runs r where r.id = s.run_id and r.status = 'running'))
+          order by slot limit 1 for update skip locked)
+        returning slot`.execute(this.db);
+      return rows[0]?.slot;
+    };
+    const slot = await take();
+    if (slot !== undefined) return slot;
+    // A pool's slots are rows created on first use (or when its limit grows).
+    const { numAffectedRows } = await sql`insert into pool_slots (pool, slot) select ${pool}, g from generate_series(0, ${limit - 1}) g on conflict do nothing`.execute(this.db);
+    return Number(numAffectedRows ?? 0) > 0 ? take() : undefined;
+  }
+
+  /** Frees a slot taken with {@link acquirePoolSlot}. */
+  async releasePoolSlot(pool: string, slot: number): Promise<void> {
+    await sql`update pool_slots set run_id = null, step = null, acquired_at = null where pool = ${pool} and slot = ${slot}`.execute(this.db);
+  }
+
+  /**
    * Deletes events older than `days` days (the event log's retention); returns how many.
    *
    * @example

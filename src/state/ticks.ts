@@ -35,4 +35,17 @@ export const schedulerMigrations: readonly Migration[] = [
       await sql`create index runs_backfill_idx on runs (backfill_id) where backfill_id is not null`.execute(db);
     },
   },
+  {
+    id: "scheduler/0003_pool_slots",
+    async up(db) {
+      await sql`create table pool_slots (
+        pool text collate "C" not null,
+        slot int not null,
+        run_id text collate "C",
+        step text,
+        acquired_at timestamptz,
+        primary key (pool, slot)
+      )`.execute(db);
+    },
+  },
 ];

@@ -104,3 +104,27 @@ describe.skipIf(!db)("queue wake-up and recovery", () => {
     expect(outcomes).toEqual(["success"]);
   });
 });
+
+describe.skipIf(!db)("pools", () => {
+  it("three workers never run more steps of a pool at once than its limit", async () => {
+    let active = 0;
+    let peak = 0;
+    const graph = AssetGraph.build([{ module: "q.ts", pipeline: pipeline("p", { assets: [
+      asset("heavy", { pool: "warehouse", materialize: async () => {
+        active++;
+        peak = Math.max(peak, active);
+        await new Promise((r) => setTimeout(r, 25));
+        active--;
+        return {};
+      } }),
+    ] }) }]);
+    const producer = await open();
+    for (let i = 0; i < 24; i++) await producer.createRun({ trigger: "manual", status: "queued", steps: [{ asset: "heavy", partition: null }] });
+    const workers = await Promise.all([open(), open(), open()]);
+    const done = await Promise.all(workers.map((s, i) => runWorker(s, graph, { workerId: `p${i}`, untilEmpty: true, runs: 2, poolLimits: { warehouse: 2 } })));
+    expect(done.reduce((a, b) => a + b, 0)).toBe(24);
+    expect(peak).toBe(2); // six runs at once were possible; the pool held them to two
+    const { rows } = await sql<{ held: number }>`select count(*)::int as held from pool_slots where run_id is not null`.execute(producer.db);
+    expect(rows[0]!.held).toBe(0);
+  });
+});
