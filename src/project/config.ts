@@ -30,6 +30,8 @@ async function configSchema() {
             .strict(),
         )
         .optional(),
+      /** Runs running at once across every worker (default: no cap). */
+      maxConcurrentRuns: z.number().int().positive().optional(),
       /** Steps at once per pool (an asset's `pool`), across every process: `{ warehouse: 2 }`. */
       pools: z.record(z.string(), z.number().int().positive()).optional(),
       /** On SIGTERM/SIGINT, how long running steps may finish before they are marked interrupted (default 30 000). */
@@ -62,6 +64,7 @@ export interface ProjectSettings {
   eventRetentionDays: number;
   shutdownGraceMs: number;
   pools: Record<string, number>;
+  maxConcurrentRuns: number | undefined;
   notifications: Array<{ notifier: Notifier; events?: NotificationEvent[]; select?: string }>;
 }
 
@@ -100,5 +103,6 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
     shutdownGraceMs: nonEmpty(env.FLOE_SHUTDOWN_GRACE_MS) !== undefined ? Number(env.FLOE_SHUTDOWN_GRACE_MS) : (config.shutdownGraceMs ?? 30_000),
     notifications: config.notifications ?? [],
     pools: config.pools ?? {},
+    maxConcurrentRuns: config.maxConcurrentRuns,
   };
 }

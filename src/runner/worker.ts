@@ -21,6 +21,8 @@ export interface WorkerOptions extends Omit<RunnerOptions, "worker" | "signal"> 
   onRun?: (outcome: RunOutcome) => void;
   /** Claim only the runs of this backfill. */
   backfillId?: string;
+  /** At most this many runs running at once across every worker (config maxConcurrentRuns). */
+  maxRunning?: number;
   /** A run failed because its worker died is requeued from failure up to this many times (default 1). */
   recoveries?: number;
   /** Fires when a run was queued in this process (e.g. by the scheduler): the worker looks at once. */
@@ -52,9 +54,13 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
         if (attempt > (options.recoveries ?? 1)) continue;
         await rerun(store, graph, run.id, { fromFailure: true }, {}, { enqueueOnly: true, tags: { "floe/recovery": String(attempt) }, ...(run.backfillId ? { backfillId: run.backfillId } : {}) });
       }
-      const run = await store.claimRun(workerId, options.backfillId === undefined ? {} : { backfillId: options.backfillId });
+      const run = await store.claimRun(workerId, {
+        ...(options.backfillId === undefined ? {} : { backfillId: options.backfillId }),
+        ...(options.maxRunning === undefined ? {} : { maxRunning: options.maxRunning }),
+      });
       if (!run) {
-        if (options.untilEmpty) return;
+        // untilEmpty means the queue, not a cap that is full for now
+        if (options.untilEmpty && !(options.maxRunning !== undefined && (await store.hasQueued(options.backfillId)))) return;
         await sleep(options.pollMs ?? 1_000, signal, wake);
         continue;
       }

@@ -176,6 +176,8 @@ export interface OpenOptions {
 }
 
 const json = (v: unknown): string => JSON.stringify(v);
+/** Advisory lock key that serialises capped run claims. */
+const CLAIM_LOCK = 7_300_517;
 
 /** Every migration a store runs at open: the core tables, schedule ticks and backfills, the file ledger. */
 export const defaultMigrations: readonly Migration[] = [...coreMigrations, ...schedulerMigrations, ...fileMigrations];
@@ -561,13 +563,30 @@ export class StateStore {
    * @example
    * const run = await store.claimRun("host:1234");
    */
-  async claimRun(worker: string, opts: { backfillId?: string } = {}): Promise<RunRecord | undefined> {
+  async claimRun(worker: string, opts: { backfillId?: string; maxRunning?: number } = {}): Promise<RunRecord | undefined> {
     const only = opts.backfillId === undefined ? sql`true` : sql`backfill_id = ${opts.backfillId}`;
-    const { rows } = await sql<Selectable<RunsTable>>`
+    const claim = (db: Kysely<Database>) => sql<Selectable<RunsTable>>`
       update runs set status = 'running', worker = ${worker}, heartbeat_at = now(), started_at = coalesce(started_at, now())
       where id = (select id from runs where status = 'queued' and ${only} order by priority desc, created_at, id limit 1 for update skip locked)
-      returning *`.execute(this.db);
-    return rows[0] ? toRun(rows[0]) : undefined;
+        and ${opts.maxRunning === undefined ? sql`true` : sql`(select count(*) from runs where status = 'running') < ${opts.maxRunning}`}
+      returning *`.execute(db);
+    if (opts.maxRunning === undefined) {
+      const { rows } = await claim(this.db);
+      return rows[0] ? toRun(rows[0]) : undefined;
+    }
+    // With a cap, claims take turns: the lock comes first, so the count is read after it.
+    return this.db.transaction().execute(async (trx) => {
+      await sql`select pg_advisory_xact_lock(${CLAIM_LOCK})`.execute(trx);
+      const { rows } = await claim(trx);
+      return rows[0] ? toRun(rows[0]) : undefined;
+    });
+  }
+
+  /** Whether any run (of a backfill, if given) waits in the queue. */
+  async hasQueued(backfillId?: string): Promise<boolean> {
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from (select 1 from runs where status = 'queued'
+      and ${backfillId === undefined ? sql`true` : sql`backfill_id = ${backfillId}`} limit 1) q`.execute(this.db);
+    return (rows[0]?.n ?? 0) > 0;
   }
 
   /**

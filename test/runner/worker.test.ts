@@ -128,3 +128,26 @@ describe.skipIf(!db)("pools", () => {
     expect(rows[0]!.held).toBe(0);
   });
 });
+
+describe.skipIf(!db)("global cap", () => {
+  it("maxConcurrentRuns holds across workers", async () => {
+    let active = 0;
+    let peak = 0;
+    const graph = AssetGraph.build([{ module: "q.ts", pipeline: pipeline("cap", { assets: [
+      asset("capped", { materialize: async () => {
+        active++;
+        peak = Math.max(peak, active);
+        await new Promise((r) => setTimeout(r, 25));
+        active--;
+        return {};
+      } }),
+    ] }) }]);
+    const producer = await open();
+    for (let i = 0; i < 18; i++) await producer.createRun({ trigger: "manual", status: "queued", steps: [{ asset: "capped", partition: null }] });
+    const workers = await Promise.all([open(), open(), open()]);
+    const done = await Promise.all(workers.map((s, i) => runWorker(s, graph, { workerId: `c${i}`, untilEmpty: true, runs: 2, maxRunning: 3, pollMs: 20 })));
+    expect(done.reduce((a, b) => a + b, 0)).toBe(18);
+    expect(peak).toBeLessThanOrEqual(3);
+    expect(peak).toBeGreaterThan(1);
+  });
+});
