@@ -14,6 +14,22 @@ afterAll(async () => {
   for (const s of stores) await s.close();
   await db?.drop();
 });
+/** A 25 ms step that records how many of its kind ran at once. */
+function concurrency(): { step: () => Promise<Record<string, never>>; peak: () => number } {
+  let active = 0;
+  let peak = 0;
+  return {
+    step: async () => {
+      active++;
+      peak = Math.max(peak, active);
+      await new Promise((r) => setTimeout(r, 25));
+      active--;
+      return {};
+    },
+    peak: () => peak,
+  };
+}
+
 const open = async (): Promise<StateStore> => {
   const s = await StateStore.open({ url: db!.url, home: "/nonexistent" });
   stores.push(s);
@@ -107,23 +123,14 @@ describe.skipIf(!db)("queue wake-up and recovery", () => {
 
 describe.skipIf(!db)("pools", () => {
   it("three workers never run more steps of a pool at once than its limit", async () => {
-    let active = 0;
-    let peak = 0;
-    const graph = AssetGraph.build([{ module: "q.ts", pipeline: pipeline("p", { assets: [
-      asset("heavy", { pool: "warehouse", materialize: async () => {
-        active++;
-        peak = Math.max(peak, active);
-        await new Promise((r) => setTimeout(r, 25));
-        active--;
-        return {};
-      } }),
-    ] }) }]);
+    const load = concurrency();
+    const graph = AssetGraph.build([{ module: "q.ts", pipeline: pipeline("p", { assets: [asset("heavy", { pool: "warehouse", materialize: load.step })] }) }]);
     const producer = await open();
     for (let i = 0; i < 24; i++) await producer.createRun({ trigger: "manual", status: "queued", steps: [{ asset: "heavy", partition: null }] });
     const workers = await Promise.all([open(), open(), open()]);
     const done = await Promise.all(workers.map((s, i) => runWorker(s, graph, { workerId: `p${i}`, untilEmpty: true, runs: 2, poolLimits: { warehouse: 2 } })));
     expect(done.reduce((a, b) => a + b, 0)).toBe(24);
-    expect(peak).toBe(2); // six runs at once were possible; the pool held them to two
+    expect(load.peak()).toBe(2); // six runs at once were possible; the pool held them to two
     const { rows } = await sql<{ held: number }>`select count(*)::int as held from pool_slots where run_id is not null`.execute(producer.db);
     expect(rows[0]!.held).toBe(0);
   });
@@ -131,23 +138,14 @@ describe.skipIf(!db)("pools", () => {
 
 describe.skipIf(!db)("global cap", () => {
   it("maxConcurrentRuns holds across workers", async () => {
-    let active = 0;
-    let peak = 0;
-    const graph = AssetGraph.build([{ module: "q.ts", pipeline: pipeline("cap", { assets: [
-      asset("capped", { materialize: async () => {
-        active++;
-        peak = Math.max(peak, active);
-        await new Promise((r) => setTimeout(r, 25));
-        active--;
-        return {};
-      } }),
-    ] }) }]);
+    const load = concurrency();
+    const graph = AssetGraph.build([{ module: "q.ts", pipeline: pipeline("cap", { assets: [asset("capped", { materialize: load.step })] }) }]);
     const producer = await open();
     for (let i = 0; i < 18; i++) await producer.createRun({ trigger: "manual", status: "queued", steps: [{ asset: "capped", partition: null }] });
     const workers = await Promise.all([open(), open(), open()]);
     const done = await Promise.all(workers.map((s, i) => runWorker(s, graph, { workerId: `c${i}`, untilEmpty: true, runs: 2, maxRunning: 3, pollMs: 20 })));
     expect(done.reduce((a, b) => a + b, 0)).toBe(18);
-    expect(peak).toBeLessThanOrEqual(3);
-    expect(peak).toBeGreaterThan(1);
+    expect(load.peak()).toBeLessThanOrEqual(3);
+    expect(load.peak()).toBeGreaterThan(1);
   });
 });
