@@ -3,7 +3,10 @@ import { join, resolve } from "node:path";
 import type { z as Z } from "zod";
 import { UserError } from "../errors.js";
 import { isNotifier, type Notifier, type NotificationEvent } from "../notify/notifier.js";
+import { isSecretRef, type SecretRef } from "../secrets.js";
 import { importUserModule } from "./load.js";
+
+const isStringOrSecret = (v: unknown): boolean => typeof v === "string" || isSecretRef(v);
 
 /** The config schema; zod is loaded only when a project has a config file. */
 async function configSchema() {
@@ -14,6 +17,16 @@ async function configSchema() {
       databaseUrl: z.string().optional(),
       /** Folder (relative to the project) or `s3://bucket/prefix` for tables. Default `.floe/warehouse`. */
       warehouse: z.string().optional(),
+      /** How to reach an `s3://` warehouse: endpoint, region, path-style, credentials (use secret()). */
+      warehouseS3: z
+        .object({
+          endpoint: z.string().optional(),
+          region: z.string().optional(),
+          forcePathStyle: z.boolean().optional(),
+          credentials: z.object({ accessKeyId: z.custom<string | SecretRef>(isStringOrSecret), secretAccessKey: z.custom<string | SecretRef>(isStringOrSecret) }).strict().optional(),
+        })
+        .strict()
+        .optional(),
       /** floe's own folder (embedded store, staging). Default `.floe`. */
       home: z.string().optional(),
       /** Steps at once per run (default: cores). */
@@ -65,6 +78,7 @@ export interface ProjectSettings {
   shutdownGraceMs: number;
   pools: Record<string, number>;
   maxConcurrentRuns: number | undefined;
+  warehouseS3: { endpoint?: string; region?: string; forcePathStyle?: boolean; credentials?: { accessKeyId: string | SecretRef; secretAccessKey: string | SecretRef } } | undefined;
   notifications: Array<{ notifier: Notifier; events?: NotificationEvent[]; select?: string }>;
 }
 
@@ -104,5 +118,6 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
     notifications: config.notifications ?? [],
     pools: config.pools ?? {},
     maxConcurrentRuns: config.maxConcurrentRuns,
+    warehouseS3: config.warehouseS3,
   };
 }

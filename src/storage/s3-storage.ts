@@ -1,150 +1,221 @@
 import { randomUUID } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { pipeline as pipe } from "node:stream/promises";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { UserError } from "../errors.js";
 import type { ObjectInfo, ObjectStorage } from "./types.js";
 
 export interface S3StorageOptions {
   bucket: string;
-  /** Key prefix inside the bucket, without a leading or trailing slash. */
+  /** Key prefix inside the bucket; leading and trailing slashes are ignored. */
   prefix?: string;
+  /** An S3-compatible endpoint (MinIO, R2, s3rver…); AWS S3 when omitted. */
   endpoint?: string;
+  /** Default `us-east-1`; requests to AWS follow region redirects. */
   region?: string;
   forcePathStyle?: boolean;
-  /** Resolved values; the source's own credentials, never process-global ones. */
+  /** Resolved values: this source's own credentials. Without them, the AWS default chain. */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
 }
 
-/** A key that was listed but is gone when read: the caller fails that one file. */
+/**
+ * An object that does not exist (for example deleted between `list` and `download`). It is not
+ * a {@link UserError}: a caller fails just that object and goes on.
+ *
+ * @example
+ * try { await storage.download(key, path); } catch (e) { if (e instanceof ObjectNotFoundError) skip(e.key); else throw e; }
+ */
 export class ObjectNotFoundError extends Error {
   override readonly name = "ObjectNotFoundError";
+  constructor(
+    readonly key: string,
+    uri: string,
+  ) {
+    super(`${uri} does not exist (deleted after it was listed?)`);
+  }
+}
+
+/** Objects above this size are uploaded in parts. */
+const MULTIPART_THRESHOLD = 16 * 1024 * 1024;
+const DENIED = new Set(["AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled"]);
+const UNREACHABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENETDOWN", "EPROTO"]);
+
+interface SdkError {
+  name?: string;
+  code?: string;
+  message?: string;
+  errors?: Array<{ code?: string }>;
+  $metadata?: { httpStatusCode?: number };
 }
 
 /**
- * An object storage over the S3 protocol, with one client per storage. SDK errors that are the
- * user's to fix (missing bucket, unreachable endpoint, access denied) become one-line
- * UserErrors; a secret never appears in a message.
+ * An object storage over the S3 protocol, with its own client (and so its own credentials).
+ * The AWS SDK is loaded on first use. SDK errors that are the user's to fix (missing bucket,
+ * unreachable endpoint, access denied, no credentials) become one-line {@link UserError}s; a
+ * missing object is an {@link ObjectNotFoundError}. No message ever contains the secret key.
  *
  * @example
- * const landing = await s3Storage({ bucket: "landing", prefix: "orders", endpoint: "http://127.0.0.1:9000", forcePathStyle: true, credentials });
- * for await (const page of landing.list("2025-01-01/")) console.log(page.length);
+ * const landing = s3Storage({ bucket: "landing", prefix: "orders", endpoint: "http://127.0.0.1:9000", forcePathStyle: true, credentials });
+ * for await (const page of landing.list("2025-01-01/")) console.log(page.map((o) => o.key));
+ * await landing.download("2025-01-01/a.csv", "/tmp/a.csv");
  */
-export async function s3Storage(options: S3StorageOptions): Promise<ObjectStorage> {
-  const s3 = await import("@aws-sdk/client-s3"); // loaded only by projects that use S3
-  const client = new s3.S3Client({
-    region: options.region ?? "us-east-1",
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    forcePathStyle: options.forcePathStyle ?? false,
-    maxAttempts: 3,
-    // Checksum trailers (aws-chunked bodies) only where the operation needs them: many
-    // S3-compatible servers store a chunked body as it came.
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-    requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
-    ...(options.credentials ? { credentials: options.credentials } : {}),
-  });
+export function s3Storage(options: S3StorageOptions): ObjectStorage {
+  const Bucket = options.bucket;
+  const region = options.region ?? "us-east-1";
   const prefix = (options.prefix ?? "").replace(/^\/+|\/+$/g, "");
+  const uri = `s3://${Bucket}${prefix === "" ? "" : `/${prefix}`}`;
+  const uriOf = (key: string): string => `${uri}/${key}`;
   const full = (key: string): string => (prefix === "" ? key : `${prefix}/${key}`);
   const rel = (key: string): string => (prefix === "" ? key : key.slice(prefix.length + 1));
-  const where = `s3://${options.bucket}${prefix ? `/${prefix}` : ""}`;
-  const explain = (e: unknown, key?: string): Error => {
-    const err = e as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const endpoint = options.endpoint === undefined ? `https://s3.${region}.amazonaws.com` : withoutUserInfo(options.endpoint);
+  const secrets = [options.credentials?.secretAccessKey, options.credentials?.sessionToken].filter((s): s is string => s !== undefined && s.length >= 4);
+  const redact = (text: string): string => secrets.reduce((t, s) => t.split(s).join("***"), text);
+
+  let connection: Promise<{ sdk: typeof import("@aws-sdk/client-s3"); client: S3Client }> | undefined;
+  const connect = () =>
+    (connection ??= import("@aws-sdk/client-s3").then((sdk) => ({
+      sdk,
+      client: new sdk.S3Client({
+        region,
+        ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+        forcePathStyle: options.forcePathStyle ?? false,
+        followRegionRedirects: true,
+        ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+        maxAttempts: 4, // standard retry mode: throttling, 5xx and network errors, with jittered backoff
+        // Time to connect, to the response headers, and of silence on the socket (body streams included).
+        requestHandler: { connectionTimeout: 5_000, requestTimeout: 120_000, throwOnRequestTimeout: true, socketTimeout: 60_000 },
+        // No aws-chunked checksum trailers unless an operation needs them: several S3-compatible
+        // servers store such bodies as they came.
+        requestChecksumCalculation: "WHEN_REQUIRED",
+        responseChecksumValidation: "WHEN_REQUIRED",
+      }),
+    })));
+
+  /** The error to throw for an SDK failure of `op` (on `key`, if any). */
+  const explain = (e: unknown, op: string, key?: string): Error => {
+    if (e instanceof UserError || e instanceof ObjectNotFoundError) return e;
+    const err: SdkError = typeof e === "object" && e !== null ? (e as SdkError) : {};
     const status = err.$metadata?.httpStatusCode;
-    if (err.name === "NoSuchBucket") return new UserError(`S3 bucket \`${options.bucket}\` does not exist${options.endpoint ? ` (endpoint ${options.endpoint})` : ""}`);
-    if (err.name === "NoSuchKey" || err.name === "NotFound" || (status === 404 && key !== undefined)) return new ObjectNotFoundError(`${full(key ?? "")} no longer exists in s3://${options.bucket}`);
-    if (err.name === "AccessDenied" || err.name === "Forbidden" || status === 403) return new UserError(`access denied to ${where}; check the credentials of this source`);
-    if (err.code === "ECONNREFUSED" || err.code === "ENOTFOUND" || err.name === "TimeoutError" || /ECONNREFUSED|ENOTFOUND|getaddrinfo/.test(err.message ?? "")) {
-      return new UserError(`cannot reach S3 endpoint ${options.endpoint ?? `for region ${options.region ?? "us-east-1"}`} (${err.code ?? err.name ?? "unreachable"})`);
-    }
-    return e instanceof Error ? e : new Error(String(e));
+    const name = err.name ?? "";
+    if (name === "NoSuchBucket" || (op === "HeadBucket" && status === 404)) return new UserError(`S3 bucket \`${Bucket}\` does not exist (endpoint ${endpoint})`);
+    if (key !== undefined && (name === "NoSuchKey" || name === "NotFound" || status === 404)) return new ObjectNotFoundError(key, redact(uriOf(key)));
+    if (DENIED.has(name) || status === 403) return new UserError(redact(`access denied to ${uri}; check the credentials of this source (${name || status})`));
+    const net = [err.code, ...(err.errors ?? []).map((x) => x.code)].find((c) => c !== undefined && UNREACHABLE.has(c));
+    if (net !== undefined) return new UserError(`cannot reach S3 endpoint ${endpoint} (${net})`);
+    if (name === "TimeoutError" && /establish a connection/.test(err.message ?? "")) return new UserError(`cannot reach S3 endpoint ${endpoint} (connection timed out)`);
+    if (name === "CredentialsProviderError") return new UserError(`no credentials for ${uri}: give this source credentials, or set up the AWS default credential chain`);
+    const message = redact(`S3 ${op} ${key === undefined ? uri : uriOf(key)} failed: ${err.message ?? String(e)}`.replace(/\s+/g, " "));
+    return new Error(message, { cause: e });
   };
-  const info = (key: string, o: { Size?: number; ETag?: string; LastModified?: Date }): ObjectInfo => ({
+  /** Runs one SDK call, translating its errors. */
+  const call = async <T>(op: string, key: string | undefined, run: (c: Awaited<ReturnType<typeof connect>>) => Promise<T>): Promise<T> => {
+    try {
+      return await run(await connect());
+    } catch (e) {
+      throw explain(e, op, key);
+    }
+  };
+  const info = (key: string, o: { Size?: number; ContentLength?: number; ETag?: string; LastModified?: Date }): ObjectInfo => ({
     key,
-    size: o.Size ?? 0,
+    size: o.Size ?? o.ContentLength ?? 0,
     etag: (o.ETag ?? "").replaceAll('"', ""),
     lastModified: o.LastModified ?? new Date(0),
   });
-  const put = async (key: string, body: Uint8Array | string): Promise<void> => {
-    try {
-      await client.send(new s3.PutObjectCommand({ Bucket: options.bucket, Key: full(key), Body: body }));
-    } catch (e) {
-      throw explain(e);
-    }
-  };
+  const put = (key: string, Body: Uint8Array | string): Promise<void> =>
+    call("PutObject", key, async ({ sdk, client }) => void (await client.send(new sdk.PutObjectCommand({ Bucket, Key: full(key), Body }))));
+  // A 404 on HEAD has no body: it is a missing key only if the bucket exists (checked once).
+  let bucketChecked: Promise<unknown> | undefined;
+  const checkBucket = (): Promise<unknown> =>
+    (bucketChecked ??= call("HeadBucket", undefined, ({ sdk, client }) => client.send(new sdk.HeadBucketCommand({ Bucket }))).catch((e: unknown) => {
+      bucketChecked = undefined; // checked again next time
+      throw e;
+    }));
+
   return {
-    uri: where,
+    uri,
     async *list(listPrefix) {
       let token: string | undefined;
       do {
-        let page;
-        try {
-          page = await client.send(new s3.ListObjectsV2Command({ Bucket: options.bucket, Prefix: full(listPrefix), ...(token ? { ContinuationToken: token } : {}) }));
-        } catch (e) {
-          throw explain(e);
-        }
-        yield (page.Contents ?? []).filter((o) => o.Key !== undefined).map((o) => info(rel(o.Key!), o));
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
+        const page = await call("ListObjectsV2", undefined, ({ sdk, client }) =>
+          client.send(new sdk.ListObjectsV2Command({ Bucket, Prefix: full(listPrefix), ContinuationToken: token })),
+        );
+        // Keys ending in "/" are folder markers made by consoles, not files.
+        yield (page.Contents ?? []).flatMap((o) => (o.Key === undefined || o.Key.endsWith("/") ? [] : [info(rel(o.Key), o)]));
+        token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+      } while (token !== undefined);
     },
     async head(key) {
       try {
-        const o = await client.send(new s3.HeadObjectCommand({ Bucket: options.bucket, Key: full(key) }));
-        return info(key, { Size: o.ContentLength ?? 0, ETag: o.ETag ?? "", LastModified: o.LastModified ?? new Date(0) });
+        const o = await call("HeadObject", key, ({ sdk, client }) => client.send(new sdk.HeadObjectCommand({ Bucket, Key: full(key) })));
+        return info(key, o);
       } catch (e) {
-        const err = explain(e, key);
-        if (err instanceof ObjectNotFoundError) return undefined;
-        throw err;
+        if (!(e instanceof ObjectNotFoundError)) throw e;
+        await checkBucket();
+        return undefined;
       }
     },
-    async read(key) {
-      try {
-        const o = await client.send(new s3.GetObjectCommand({ Bucket: options.bucket, Key: full(key) }));
-        return await o.Body!.transformToByteArray();
-      } catch (e) {
-        throw explain(e, key);
-      }
-    },
+    read: (key) =>
+      call("GetObject", key, async ({ sdk, client }) => {
+        const o = await client.send(new sdk.GetObjectCommand({ Bucket, Key: full(key) }));
+        if (o.Body === undefined) throw new Error("the response has no body");
+        return o.Body.transformToByteArray();
+      }),
     async download(key, localPath) {
       await mkdir(dirname(localPath), { recursive: true });
       const tmp = `${localPath}.${randomUUID()}.tmp`;
       try {
-        const o = await client.send(new s3.GetObjectCommand({ Bucket: options.bucket, Key: full(key) }));
-        await pipe(o.Body as Readable, createWriteStream(tmp));
-        const size = (await stat(tmp)).size;
-        if (o.ContentLength !== undefined && size !== o.ContentLength) throw new Error(`${full(key)}: got ${size} of ${o.ContentLength} bytes`);
-        await rename(tmp, localPath);
-        return info(key, { Size: size, ETag: o.ETag ?? "", LastModified: o.LastModified ?? new Date(0) });
+        return await call("GetObject", key, async ({ sdk, client }) => {
+          const o = await client.send(new sdk.GetObjectCommand({ Bucket, Key: full(key) }));
+          if (!(o.Body instanceof Readable)) throw new Error("the response has no body stream");
+          await pipeline(o.Body, createWriteStream(tmp));
+          const { size } = await stat(tmp);
+          if (o.ContentLength !== undefined && size !== o.ContentLength) throw new Error(`got ${size} of ${o.ContentLength} bytes`);
+          await rename(tmp, localPath);
+          return info(key, { ...o, ContentLength: size });
+        });
       } catch (e) {
         await rm(tmp, { force: true });
-        throw explain(e, key);
+        throw e;
       }
     },
-    write: (key, body) => put(key, body),
+    write: put,
     async upload(localPath, key) {
-      const { createReadStream } = await import("node:fs");
-      const { readFile } = await import("node:fs/promises");
       const { size } = await stat(localPath);
-      if (size <= 16 * 1024 * 1024) return put(key, await readFile(localPath));
+      // A buffered body can be retried by the SDK; a big file goes in parts, each retried alone.
+      if (size <= MULTIPART_THRESHOLD) return put(key, await readFile(localPath));
       const { Upload } = await import("@aws-sdk/lib-storage");
-      try {
-        await new Upload({ client, params: { Bucket: options.bucket, Key: full(key), Body: createReadStream(localPath) } }).done();
-      } catch (e) {
-        throw explain(e);
-      }
+      await call("Upload", key, async ({ client }) => {
+        const upload = new Upload({ client, params: { Bucket, Key: full(key), Body: createReadStream(localPath) }, partSize: 8 * 1024 * 1024, queueSize: 4 });
+        await upload.done();
+      });
     },
     async delete(keys) {
       for (let i = 0; i < keys.length; i += 1000) {
-        const batch = keys.slice(i, i + 1000).map((k) => ({ Key: full(k) }));
-        try {
-          await client.send(new s3.DeleteObjectsCommand({ Bucket: options.bucket, Delete: { Objects: batch, Quiet: true } }));
-        } catch (e) {
-          throw explain(e);
+        const batch = keys.slice(i, i + 1000);
+        const out = await call("DeleteObjects", undefined, ({ sdk, client }) =>
+          client.send(new sdk.DeleteObjectsCommand({ Bucket, Delete: { Objects: batch.map((k) => ({ Key: full(k) })), Quiet: true } })),
+        );
+        const failed = out.Errors?.[0];
+        if (failed !== undefined) {
+          throw explain({ name: failed.Code, message: `${out.Errors?.length} of ${batch.length} keys not deleted, e.g. ${failed.Key}: ${failed.Code} ${failed.Message}` }, "DeleteObjects");
         }
       }
     },
-    uriOf: (key) => `${where}/${key}`,
+    uriOf,
   };
+}
+
+/** `url` without `user:password@`, and without a trailing slash. */
+function withoutUserInfo(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    return u.href.replace(/\/$/, "");
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, "//");
+  }
 }

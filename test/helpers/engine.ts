@@ -15,7 +15,7 @@ export async function testEngine(prefix: string): Promise<{ home: string; settin
   const home = mkdtempSync(join(tmpdir(), `floe-${prefix}-`));
   const settings: ProjectSettings = {
     dir: home, home, databaseUrl: undefined, warehouse: join(home, "warehouse"), concurrency: undefined,
-    eventRetentionDays: 30, shutdownGraceMs: 30_000, notifications: [], pools: {}, maxConcurrentRuns: undefined,
+    eventRetentionDays: 30, shutdownGraceMs: 30_000, notifications: [], pools: {}, maxConcurrentRuns: undefined, warehouseS3: undefined,
   };
   const db = await testDatabase();
   const store = await StateStore.open(db ? { url: db.url, home } : { home });

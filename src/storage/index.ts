@@ -1,0 +1,91 @@
+import { didYouMean, UserError } from "../errors.js";
+import { localStorage } from "./local-storage.js";
+import { s3Storage } from "./s3-storage.js";
+import type { ObjectStorage } from "./types.js";
+
+export type { ObjectInfo, ObjectStorage } from "./types.js";
+export { localStorage, type LocalStorageOptions } from "./local-storage.js";
+export { s3Storage, ObjectNotFoundError, type S3StorageOptions } from "./s3-storage.js";
+
+/** Where a source's objects live, with its credentials already resolved to strings. */
+export type ResolvedStorageConfig =
+  | { type: "local"; root: string }
+  | {
+      type: "s3";
+      bucket: string;
+      prefix?: string;
+      endpoint?: string;
+      region?: string;
+      forcePathStyle?: boolean;
+      credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+    };
+
+const FIELDS = {
+  local: ["type", "root"],
+  s3: ["type", "bucket", "prefix", "endpoint", "region", "forcePathStyle", "credentials"],
+  credentials: ["accessKeyId", "secretAccessKey", "sessionToken"],
+};
+
+/**
+ * Checks the shape of a storage config; a mistake is a {@link UserError} naming the field
+ * (`<label>.bucket: …`). Credential values are never echoed.
+ *
+ * @example
+ * checkStorageConfig({ type: "s3", bucket: "My_Bucket" }, "rawFiles `orders` storage");
+ * // UserError: rawFiles `orders` storage.bucket: expected an S3 bucket name (3-63 of a-z 0-9 . -), got `My_Bucket`
+ */
+export function checkStorageConfig(config: unknown, label = "storage"): asserts config is ResolvedStorageConfig {
+  const fail = (field: string, expected: string): never => {
+    throw new UserError(`${label}${field}: ${expected}`);
+  };
+  if (typeof config !== "object" || config === null || Array.isArray(config)) fail("", 'expected { type: "local", root } or { type: "s3", bucket, … }');
+  const c = config as Record<string, unknown>;
+  if (c.type !== "local" && c.type !== "s3") fail(".type", `expected "local" or "s3", got \`${String(c.type)}\``);
+  const known = c.type === "local" ? FIELDS.local : FIELDS.s3;
+  for (const k of Object.keys(c)) if (!known.includes(k)) fail(`.${k}`, `unknown field for ${String(c.type)} storage${didYouMean(k, known)}`);
+  const optionalString = (field: string): void => {
+    if (c[field] !== undefined && typeof c[field] !== "string") fail(`.${field}`, "expected a string");
+  };
+  if (c.type === "local") {
+    if (typeof c.root !== "string" || c.root === "") fail(".root", "expected a folder path");
+    return;
+  }
+  const bucket = c.bucket;
+  if (typeof bucket === "string" && bucket.startsWith("s3://")) fail(".bucket", `expected a bucket name, got \`${bucket}\`; put the path after the bucket in prefix`);
+  if (typeof bucket !== "string" || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) fail(".bucket", `expected an S3 bucket name (3-63 of a-z 0-9 . -), got \`${String(bucket)}\``);
+  optionalString("prefix");
+  optionalString("region");
+  optionalString("endpoint");
+  if (typeof c.endpoint === "string" && !isHttpUrl(c.endpoint)) fail(".endpoint", `expected an http(s):// URL, got \`${c.endpoint}\``);
+  if (c.forcePathStyle !== undefined && typeof c.forcePathStyle !== "boolean") fail(".forcePathStyle", "expected true or false");
+  const creds = c.credentials;
+  if (creds === undefined) return;
+  if (typeof creds !== "object" || creds === null || Array.isArray(creds)) fail(".credentials", "expected { accessKeyId, secretAccessKey, sessionToken? }");
+  const cr = creds as Record<string, unknown>;
+  for (const k of Object.keys(cr)) if (!FIELDS.credentials.includes(k)) fail(`.credentials.${k}`, `unknown field${didYouMean(k, FIELDS.credentials)}`);
+  for (const k of ["accessKeyId", "secretAccessKey"]) if (typeof cr[k] !== "string" || cr[k] === "") fail(`.credentials.${k}`, "expected a non-empty string");
+  if (cr.sessionToken !== undefined && typeof cr.sessionToken !== "string") fail(".credentials.sessionToken", "expected a string");
+}
+
+/**
+ * The storage a config names, after {@link checkStorageConfig}. A relative local root is
+ * resolved against `baseDir` (the project folder).
+ *
+ * @example
+ * const landing = createStorage({ type: "s3", bucket: "landing", prefix: "orders", credentials: { accessKeyId, secretAccessKey } }, projectDir);
+ * const local = createStorage({ type: "local", root: "data/landing" }, projectDir); // <projectDir>/data/landing
+ */
+export function createStorage(config: ResolvedStorageConfig, baseDir: string, label = "storage"): ObjectStorage {
+  checkStorageConfig(config, label);
+  if (config.type === "local") return localStorage({ root: config.root, baseDir });
+  const { type: _, ...options } = config;
+  return s3Storage(options);
+}
+
+function isHttpUrl(s: string): boolean {
+  try {
+    return /^https?:$/.test(new URL(s).protocol);
+  } catch {
+    return false;
+  }
+}
