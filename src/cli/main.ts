@@ -226,6 +226,17 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           duration(s.startedAt && s.endedAt ? s.endedAt.getTime() - s.startedAt.getTime() : null), (s.error ?? "").split("\n")[0]!,
         ])),
       ];
+      // Check results and quarantined rows, from each step's metadata (failed checks also appear as events).
+      const checkLines: string[] = [];
+      for (const s of steps) {
+        const name = s.partition === null ? s.asset : `${s.asset}[${s.partition}]`;
+        const checks = Array.isArray(s.metadata.checks) ? (s.metadata.checks as Array<{ name: string; severity: string; passed: boolean; message: string }>) : [];
+        if (checks.length > 0) checkLines.push(`  ${name}: ${checks.map((c) => `${c.passed ? "✓" : c.severity === "warn" ? "!" : "✗"} ${c.name}${c.passed ? "" : ` (${c.message})`}`).join(", ")}`);
+        if (typeof s.metadata.invalidRows === "number" && s.metadata.invalidRows > 0) {
+          checkLines.push(`  ${name}: ${s.metadata.invalidRows} invalid row(s)${typeof s.metadata.quarantine === "string" ? ` quarantined in ${s.metadata.quarantine}` : ""}`);
+        }
+      }
+      if (checkLines.length > 0) lines.push("", "checks:", ...checkLines);
       const logs = events.filter((e) => e.type === "log" || e.level === "error" || e.level === "warn").slice(-30);
       if (logs.length > 0) {
         lines.push("", "events:");
