@@ -51,12 +51,15 @@ export function checkStorageConfig(config: unknown, label = "storage"): asserts 
     return;
   }
   const bucket = c.bucket;
-  if (typeof bucket === "string" && bucket.startsWith("s3://")) fail(".bucket", `expected a bucket name, got \`${bucket}\`; put the path after the bucket in prefix`);
+  if (typeof bucket === "string" && bucket.includes("/")) fail(".bucket", `expected a bucket name, got \`${bucket}\`; put the path after the bucket in prefix`);
   if (typeof bucket !== "string" || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) fail(".bucket", `expected an S3 bucket name (3-63 of a-z 0-9 . -), got \`${String(bucket)}\``);
   optionalString("prefix");
   optionalString("region");
   optionalString("endpoint");
-  if (typeof c.endpoint === "string" && !isHttpUrl(c.endpoint)) fail(".endpoint", `expected an http(s):// URL, got \`${c.endpoint}\``);
+  if (typeof c.endpoint === "string") {
+    if (c.endpoint.includes("@")) fail(".endpoint", "remove user:password@ from the URL and give credentials instead"); // not echoed
+    if (!URL.canParse(c.endpoint) || !/^https?:$/.test(new URL(c.endpoint).protocol)) fail(".endpoint", `expected an http(s):// URL, got \`${c.endpoint}\``);
+  }
   if (c.forcePathStyle !== undefined && typeof c.forcePathStyle !== "boolean") fail(".forcePathStyle", "expected true or false");
   const creds = c.credentials;
   if (creds === undefined) return;
@@ -80,12 +83,4 @@ export function createStorage(config: ResolvedStorageConfig, baseDir: string, la
   if (config.type === "local") return localStorage({ root: config.root, baseDir });
   const { type: _, ...options } = config;
   return s3Storage(options);
-}
-
-function isHttpUrl(s: string): boolean {
-  try {
-    return /^https?:$/.test(new URL(s).protocol);
-  } catch {
-    return false;
-  }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
+import { ObjectNotFoundError } from "./s3-storage.js";
 import type { ObjectInfo, ObjectStorage } from "./types.js";
 
 export interface LocalStorageOptions {
@@ -25,8 +26,17 @@ export function localStorage(options: LocalStorageOptions): ObjectStorage {
   const pageSize = options.pageSize ?? 1000;
   const pathOf = (key: string): string => join(root, ...key.split("/"));
   const toKey = (path: string): string => relative(root, path).split(sep).join("/");
-  const info = async (path: string): Promise<ObjectInfo> => {
-    const s = await stat(path);
+  const uri = pathToFileURL(root).href.replace(/\/$/, "");
+  const uriOf = (key: string): string => `${uri}/${key}`;
+  const missing = (e: unknown, codes = ["ENOENT", "ENOTDIR", "EISDIR"]): boolean => codes.includes((e as NodeJS.ErrnoException).code ?? "");
+  const notFound = (key: string): ObjectNotFoundError => new ObjectNotFoundError(key, uriOf(key));
+  /** The object at `path`, or undefined when there is no file there. */
+  const info = async (path: string): Promise<ObjectInfo | undefined> => {
+    const s = await stat(path).catch((e: unknown) => {
+      if (missing(e)) return undefined;
+      throw e;
+    });
+    if (s === undefined || !s.isFile()) return undefined;
     return { key: toKey(path), size: s.size, etag: `${s.size}-${Math.trunc(s.mtimeMs)}`, lastModified: s.mtime };
   };
   const writeAtomic = async (key: string, write: (tmp: string) => Promise<void>): Promise<void> => {
@@ -42,7 +52,7 @@ export function localStorage(options: LocalStorageOptions): ObjectStorage {
     }
   };
   return {
-    uri: pathToFileURL(root).href.replace(/\/$/, ""),
+    uri,
     async *list(prefix) {
       // Walk only the folder the prefix names, then filter by the rest of it.
       const slash = prefix.lastIndexOf("/");
@@ -72,19 +82,23 @@ export function localStorage(options: LocalStorageOptions): ObjectStorage {
         yield page.filter((o): o is ObjectInfo => o !== undefined);
       }
     },
-    async head(key) {
+    head: (key) => info(pathOf(key)),
+    async read(key) {
       try {
-        return await info(pathOf(key));
+        return new Uint8Array(await readFile(pathOf(key)));
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-        throw e;
+        throw missing(e) ? notFound(key) : e;
       }
     },
-    read: async (key) => new Uint8Array(await readFile(pathOf(key))),
     async download(key, localPath) {
       await mkdir(dirname(localPath), { recursive: true });
       const before = await info(pathOf(key));
-      await copyFile(pathOf(key), localPath);
+      if (before === undefined) throw notFound(key);
+      try {
+        await copyFile(pathOf(key), localPath);
+      } catch (e) {
+        throw missing(e, ["ENOENT"]) ? notFound(key) : e; // deleted since the stat
+      }
       return before;
     },
     write: (key, body) => writeAtomic(key, (tmp) => writeFile(tmp, body)),
@@ -92,6 +106,6 @@ export function localStorage(options: LocalStorageOptions): ObjectStorage {
     async delete(keys) {
       await Promise.all(keys.map((k) => rm(pathOf(k), { force: true })));
     },
-    uriOf: (key) => `${pathToFileURL(root).href.replace(/\/$/, "")}/${key}`,
+    uriOf,
   };
 }

@@ -34,7 +34,7 @@ export class ObjectNotFoundError extends Error {
     readonly key: string,
     uri: string,
   ) {
-    super(`${uri} does not exist (deleted after it was listed?)`);
+    super(`${uri} does not exist`);
   }
 }
 
@@ -70,8 +70,9 @@ export function s3Storage(options: S3StorageOptions): ObjectStorage {
   const uriOf = (key: string): string => `${uri}/${key}`;
   const full = (key: string): string => (prefix === "" ? key : `${prefix}/${key}`);
   const rel = (key: string): string => (prefix === "" ? key : key.slice(prefix.length + 1));
-  const endpoint = options.endpoint === undefined ? `https://s3.${region}.amazonaws.com` : withoutUserInfo(options.endpoint);
-  const secrets = [options.credentials?.secretAccessKey, options.credentials?.sessionToken].filter((s): s is string => s !== undefined && s.length >= 4);
+  const endpoint = options.endpoint === undefined ? `https://s3.${region}.amazonaws.com` : checkEndpoint(options.endpoint);
+  const creds = options.credentials;
+  const secrets = [creds?.secretAccessKey, creds?.sessionToken].filter((s): s is string => s !== undefined && s.length >= 4);
   const redact = (text: string): string => secrets.reduce((t, s) => t.split(s).join("***"), text);
 
   let connection: Promise<{ sdk: typeof import("@aws-sdk/client-s3"); client: S3Client }> | undefined;
@@ -83,10 +84,12 @@ export function s3Storage(options: S3StorageOptions): ObjectStorage {
         ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
         forcePathStyle: options.forcePathStyle ?? false,
         followRegionRedirects: true,
-        ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+        // A copy: the SDK annotates the object it is given.
+        ...(creds === undefined ? {} : { credentials: { accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey, sessionToken: creds.sessionToken } }),
         maxAttempts: 4, // standard retry mode: throttling, 5xx and network errors, with jittered backoff
-        // Time to connect, to the response headers, and of silence on the socket (body streams included).
-        requestHandler: { connectionTimeout: 5_000, requestTimeout: 120_000, throwOnRequestTimeout: true, socketTimeout: 60_000 },
+        // Limits on the time to connect, of silence on the socket (body streams included), and to
+        // the response headers (which a PUT gets after sending its whole body, up to 16 MiB).
+        requestHandler: { connectionTimeout: 5_000, socketTimeout: 60_000, requestTimeout: 300_000, throwOnRequestTimeout: true },
         // No aws-chunked checksum trailers unless an operation needs them: several S3-compatible
         // servers store such bodies as they came.
         requestChecksumCalculation: "WHEN_REQUIRED",
@@ -102,7 +105,7 @@ export function s3Storage(options: S3StorageOptions): ObjectStorage {
     const name = err.name ?? "";
     if (name === "NoSuchBucket" || (op === "HeadBucket" && status === 404)) return new UserError(`S3 bucket \`${Bucket}\` does not exist (endpoint ${endpoint})`);
     if (key !== undefined && (name === "NoSuchKey" || name === "NotFound" || status === 404)) return new ObjectNotFoundError(key, redact(uriOf(key)));
-    if (DENIED.has(name) || status === 403) return new UserError(redact(`access denied to ${uri}; check the credentials of this source (${name || status})`));
+    if (DENIED.has(name) || status === 403) return new UserError(redact(`access denied to ${uri}; check the credentials of this source${DENIED.has(name) ? ` (${name})` : ""}`));
     const net = [err.code, ...(err.errors ?? []).map((x) => x.code)].find((c) => c !== undefined && UNREACHABLE.has(c));
     if (net !== undefined) return new UserError(`cannot reach S3 endpoint ${endpoint} (${net})`);
     if (name === "TimeoutError" && /establish a connection/.test(err.message ?? "")) return new UserError(`cannot reach S3 endpoint ${endpoint} (connection timed out)`);
@@ -208,14 +211,14 @@ export function s3Storage(options: S3StorageOptions): ObjectStorage {
   };
 }
 
-/** `url` without `user:password@`, and without a trailing slash. */
-function withoutUserInfo(url: string): string {
+/** The endpoint as shown in messages; one with `user:password@` is refused (it would show them). */
+function checkEndpoint(endpoint: string): string {
+  if (endpoint.includes("@")) throw new UserError("S3 endpoint: remove user:password@ from the URL and give credentials instead");
+  let url: URL;
   try {
-    const u = new URL(url);
-    u.username = "";
-    u.password = "";
-    return u.href.replace(/\/$/, "");
+    url = new URL(endpoint);
   } catch {
-    return url.replace(/\/\/[^/@]*@/, "//");
+    throw new UserError(`S3 endpoint \`${endpoint}\` is not a URL; expected http(s)://host[:port]`);
   }
+  return url.href.replace(/\/$/, "");
 }

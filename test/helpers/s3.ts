@@ -1,5 +1,6 @@
 import { createCipheriv } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
+import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import S3rver from "s3rver";
@@ -13,6 +14,8 @@ export interface S3TestServer {
   bucket: string;
   /** Options for `s3Storage` (or an S3Client) against this server and bucket. */
   config: S3StorageOptions & { endpoint: string; region: string; forcePathStyle: true; credentials: typeof s3Credentials };
+  /** Every request answered, as `METHOD /path?query status`, in the order of the answers. */
+  requests: string[];
   close(): Promise<void>;
 }
 
@@ -38,10 +41,13 @@ export async function s3Server(bucket = "floe-test"): Promise<S3TestServer> {
   const dir = mkdtempSync(join(tmpdir(), "floe-s3-"));
   const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory: dir, configureBuckets: [{ name: bucket, configs: [] }] });
   const { port } = (await server.run()) as { port: number };
+  const requests: string[] = [];
+  (server as unknown as { httpServer: Server }).httpServer.on("request", (req, res) => res.on("finish", () => requests.push(`${req.method} ${req.url} ${res.statusCode}`)));
   const endpoint = `http://127.0.0.1:${port}`;
   return {
     endpoint,
     bucket,
+    requests,
     config: { bucket, endpoint, region: "us-east-1", forcePathStyle: true, credentials: s3Credentials },
     async close() {
       await server.close();
