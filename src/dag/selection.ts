@@ -44,7 +44,7 @@ export function parseSelection(expr: string): SelectionNode {
   if (tokens.length === 0) throw new UserError("empty selection; name an asset, e.g. `--select orders`");
   let i = 0;
   const fail = (why: string): never => {
-    throw new UserError(`malformed selection \`${expr}\`: ${why}`);
+    throw new UserError(`malformed selection \`${oneLine(expr)}\`: ${why}`);
   };
   const peek = (): Token | undefined => tokens[i];
   const skipSpace = (): void => {
@@ -59,9 +59,11 @@ export function parseSelection(expr: string): SelectionNode {
   const union = (): SelectionNode => {
     const nodes = [intersection()];
     for (;;) {
+      const spaced = peek()?.t === " ";
       skipSpace();
       const t = peek();
       if (t === undefined || t.t === ")") break;
+      if (!spaced) fail(`expected a space or \`,\` before \`${t.t === "word" ? t.v : t.t}\``);
       nodes.push(intersection());
     }
     return nodes.length === 1 ? nodes[0]! : { type: "union", nodes };
@@ -82,7 +84,7 @@ export function parseSelection(expr: string): SelectionNode {
     const t = peek();
     const after = tokens[i + 1];
     if (t?.t === "word" && t.v === "not" && (after === undefined || after.t === ")" || after.t === ",")) fail("expected an asset after `not`");
-    if (t?.t === "word" && t.v === "not" && after?.t === " ") {
+    if (t?.t === "word" && t.v === "not" && (after?.t === " " || after?.t === "(")) {
       i++;
       skipSpace();
       if (peek() === undefined || peek()?.t === ")" || peek()?.t === ",") fail("expected an asset after `not`");
@@ -164,9 +166,12 @@ export function parseSelection(expr: string): SelectionNode {
  */
 export function select(graph: AssetGraph, expr: string): Set<string> {
   const result = evaluate(graph, parseSelection(expr));
-  if (result.size === 0) throw new UserError(`selection \`${expr}\` selects no asset`);
+  if (result.size === 0) throw new UserError(`selection \`${oneLine(expr)}\` selects no asset`);
   return result;
 }
+
+/** The expression as messages show it: on one line. */
+const oneLine = (expr: string): string => expr.replace(/\s/g, " ");
 
 function evaluate(graph: AssetGraph, node: SelectionNode): Set<string> {
   const keys = graph.keys();
