@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { Command, CommanderError } from "commander";
 import { UserError, isUserError } from "../errors.js";
 import { redact } from "../secrets.js";
@@ -131,9 +132,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       }
       const notify = await notifications(io, ctx);
       code = await withStore(ctx.settings, "floe materialize", async (store, resources) => {
+        await store.failStaleRuns(heartbeatMs() * 3); // runs whose process died (kill -9) end failed
         const outcome = await cancellable((signal) =>
           materialize(store, ctx.graph, { assets, selection: o.select, ...(partitions ? { partitions } : {}), staleOnly: o.stale === true }, {
-            signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
+            signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, worker: workerId(), heartbeatMs: heartbeatMs(), ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
           }),
         );
         if (outcome.runId !== null) notify.run(outcome);
@@ -254,7 +256,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const notify = await notifications(io, ctx);
       code = await withStore(ctx.settings, "floe rerun", async (store, resources) => {
         const outcome = await cancellable((signal) =>
-          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, ...(o.json ? {} : { onProgress: progress(io) }) }),
+          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, worker: workerId(), heartbeatMs: heartbeatMs(), ...(o.json ? {} : { onProgress: progress(io) }) }),
         );
         if (outcome) notify.run(outcome);
         await notify.drain();
@@ -283,7 +285,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         io.err(`floe worker: waiting for queued runs (${runs} at a time; Ctrl-C stops after the running ones)`);
         await cancellable((signal) =>
           runWorker(store, ctx.graph, {
-            runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, untilEmpty: o.untilEmpty === true,
+            runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, untilEmpty: o.untilEmpty === true, heartbeatMs: heartbeatMs(),
             ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}),
             ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}),
             onRun: (r) => {
@@ -492,6 +494,17 @@ function partitionSelection(o: { partition?: string; from?: string; to?: string 
   }
   if (o.from !== undefined && o.to !== undefined) return { from: o.from, to: o.to };
   return undefined;
+}
+
+/** This process as a worker: `<host>:<pid>`. */
+function workerId(): string {
+  return `${hostname()}:${process.pid}`;
+}
+
+/** Heartbeat interval of runs (FLOE_HEARTBEAT_MS, default 5 s); three missed beats fail a run. */
+function heartbeatMs(): number {
+  const v = Number(process.env.FLOE_HEARTBEAT_MS);
+  return Number.isInteger(v) && v > 0 ? v : 5_000;
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -84,6 +84,7 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
     upstream.set(stepId(m.asset, m.partition), { asset: m.asset, partition: m.partition, runId: m.runId, materializedAt: m.materializedAt, metadata: m.metadata });
   }
 
+  if (options.worker !== undefined) await store.adoptRun(runId, options.worker);
   const startedAt = new Date();
   const keysOf = cachedKeys(startedAt);
   rec.run({ id: runId, status: "running", startedAt });

@@ -582,6 +582,11 @@ export class StateStore {
     });
   }
 
+  /** Marks a run as executed by `worker` (heartbeating from now), for runs not claimed from the queue. */
+  async adoptRun(runId: string, worker: string): Promise<void> {
+    await sql`update runs set worker = ${worker}, heartbeat_at = now() where id = ${runId}`.execute(this.db);
+  }
+
   /** Whether any run (of a backfill, if given) waits in the queue. */
   async hasQueued(backfillId?: string): Promise<boolean> {
     const { rows } = await sql<{ n: number }>`select count(*)::int as n from (select 1 from runs where status = 'queued'
