@@ -1,0 +1,434 @@
+// Appends and partition overwrites as Iceberg v2 snapshots: data files, manifests, manifest list,
+// metadata file, then a compare-and-swap in the catalog — the only step that makes anything
+// visible. On a conflict the commit is re-applied on the new table version (bounded retries).
+
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { DuckDBConnection } from "@duckdb/node-api";
+import type { ObjectStorage } from "../storage/types.js";
+import { tableName, type Catalog, type TableIdentifier } from "./catalog.js";
+import { writeDataFiles, type WrittenFile } from "./data-files.js";
+import {
+  decodeManifest,
+  decodeManifestList,
+  encodeManifest,
+  encodeManifestList,
+  EntryStatus,
+  manifestFileFor,
+  type ManifestEntry,
+  type ManifestFile,
+} from "./manifest.js";
+import {
+  currentSchema,
+  currentSnapshot,
+  defaultSpec,
+  findSnapshotBySummary,
+  metadataFileName,
+  metadataVersion,
+  newSnapshotId,
+  newTableMetadata,
+  parseTableMetadata,
+  serializeTableMetadata,
+  totals,
+  withSchema,
+  withSnapshot,
+  type Snapshot,
+  type TableMetadata,
+} from "./metadata.js";
+import {
+  buildPartitionSpec,
+  coercePartitionValue,
+  partitionKey,
+  resultType,
+  samePartitioning,
+  type PartitionFieldInput,
+  type PartitionSpec,
+  type PartitionValue,
+} from "./partition-spec.js";
+import {
+  IcebergSchemaError,
+  reconcileSchema,
+  schemaFromColumns,
+  type Schema,
+  type SchemaChangeOptions,
+  type SourceColumn,
+} from "./schema.js";
+
+export interface TableWriteOptions extends SchemaChangeOptions {
+  /** The DuckDB connection that can see the rows. */
+  connection: DuckDBConnection;
+  /** The rows: a SQL query, or a table/view name (as SQL: quote it if it needs quoting). */
+  source: { sql: string } | { table: string };
+  table: TableIdentifier;
+  catalog: Catalog;
+  /** The warehouse; every table file is written through it. */
+  storage: ObjectStorage;
+  /** Table folder as a key of `storage`, used when the table is created (default `<namespace…>/<name>`). */
+  location?: string;
+  /** Partitioning of a new table; for an existing one it must match (spec evolution is not supported). Default: the table's, or unpartitioned. */
+  partitionBy?: readonly PartitionFieldInput[];
+  /** Table properties of a new table. */
+  properties?: Record<string, string>;
+  /** Extra snapshot summary properties, e.g. `{ "floe.run-id": runId, "floe.batch": "3" }`. */
+  summary?: Record<string, string>;
+  /**
+   * Exactly-once: a key of `summary`. When a snapshot of the table already has the same value for
+   * it, nothing is written and that snapshot is returned (`alreadyCommitted: true`); checked before
+   * writing and again on every retry.
+   */
+  dedupeKey?: string;
+  /** Commit attempts after the first, on conflicts (default 10). */
+  maxCommitRetries?: number;
+  /** First backoff between attempts, doubled each time up to 2 s, plus jitter (default 50). */
+  retryWaitMs?: number;
+  /** Local folder for Parquet files before upload (default: the OS temp folder). */
+  tmpDir?: string;
+}
+
+export interface WriteResult {
+  /** The committed snapshot id (64-bit, as a decimal string). */
+  snapshotId: string;
+  metadataLocation: string;
+  addedRecords: number;
+  addedFiles: number;
+  deletedRecords: number;
+  deletedFiles: number;
+  /** Commit attempts that lost a compare-and-swap (or failed) and were re-applied. */
+  commitRetries: number;
+  /** True when `dedupeKey` found this write already committed: nothing was written. */
+  alreadyCommitted: boolean;
+}
+
+/** The commit lost every compare-and-swap; nothing of this write is visible. */
+export class CommitConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CommitConflictError";
+  }
+}
+
+/** A loaded table: its metadata and where that metadata lives. */
+export interface LoadedTable {
+  metadataLocation: string;
+  metadata: TableMetadata;
+}
+
+/**
+ * Loads a table's current metadata through the catalog, or undefined when it does not exist.
+ *
+ * @example
+ * const t = await loadTable({ catalog, storage, table: { namespace: ["db"], name: "events" } });
+ * if (t && findSnapshotBySummary(t.metadata, "floe.run-id", runId)) return;
+ */
+export async function loadTable(o: { catalog: Catalog; storage: ObjectStorage; table: TableIdentifier }): Promise<LoadedTable | undefined> {
+  const ptr = await o.catalog.loadTable(o.table);
+  if (!ptr) return undefined;
+  const bytes = await o.storage.read(keyOf(o.storage, ptr.metadataLocation));
+  return { metadataLocation: ptr.metadataLocation, metadata: parseTableMetadata(new TextDecoder().decode(bytes)) };
+}
+
+/**
+ * Appends the rows as a new snapshot (operation `append`), creating the table when needed.
+ * New columns are added to the schema; see SchemaChangeOptions for type changes and drops.
+ *
+ * @example
+ * const r = await appendRows({ connection, source: { sql: "SELECT * FROM staged" }, table: { namespace: ["db"], name: "events" },
+ *   catalog, storage, partitionBy: [{ column: "ts", transform: "day" }], summary: { "floe.run-id": runId } });
+ * console.log(r.snapshotId, r.addedRecords);
+ */
+export function appendRows(o: TableWriteOptions): Promise<WriteResult> {
+  return write(o, "append");
+}
+
+/**
+ * Replaces every partition the rows touch (dynamic partition overwrite, operation `overwrite`):
+ * live files of those partitions are deleted in the same snapshot that adds the rows; other
+ * partitions are untouched. On an unpartitioned table this replaces the whole table.
+ *
+ * @example
+ * await overwritePartitions({ connection, source: { sql: "SELECT * FROM day_2024_01_02" }, table, catalog, storage });
+ */
+export function overwritePartitions(o: TableWriteOptions): Promise<WriteResult> {
+  return write(o, "overwrite");
+}
+
+type Mode = "append" | "overwrite";
+
+async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
+  const name = tableName(o.table);
+  const relation = "sql" in o.source ? `(${o.source.sql.replace(/;\s*$/, "")})` : o.source.table;
+  const columns: SourceColumn[] = (await o.connection.runAndReadAll(`DESCRIBE SELECT * FROM ${relation} AS __floe_src`))
+    .getRowObjectsJS()
+    .map((r) => ({ name: String(r.column_name), duckdbType: String(r.column_type) }));
+  const dedupe = o.dedupeKey === undefined ? undefined : { key: o.dedupeKey, value: o.summary?.[o.dedupeKey] };
+  if (dedupe && dedupe.value === undefined) throw new Error(`dedupeKey "${dedupe.key}" is not a key of summary`);
+
+  let base = (await loadTable(o)) ?? (await createTable(o, columns));
+  const earlier = dedupe && findSnapshotBySummary(base.metadata, dedupe.key, dedupe.value as string);
+  if (earlier) return resultOf(earlier, base.metadataLocation, 0, true);
+
+  // Data files are written once, with the schema and spec planned on the table as loaded now.
+  const planned = plan(o, base.metadata, columns);
+  const files = await writeDataFiles({
+    connection: o.connection,
+    relation,
+    schema: planned.schema,
+    spec: planned.spec,
+    storage: o.storage,
+    dataPrefix: `${keyOf(o.storage, base.metadata.location)}/data`,
+    tmpDir: o.tmpDir,
+  });
+  const snapshotId = newSnapshotId(base.metadata);
+  const maxRetries = o.maxCommitRetries ?? 10;
+  let maybeLanded: string[] = []; // files of an attempt whose commit outcome is unknown
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= maxRetries + 1; attempt++) {
+    if (attempt > 1) {
+      await sleep(Math.min(2000, (o.retryWaitMs ?? 50) * 2 ** (attempt - 2)) * (1 + Math.random() / 2));
+      const reloaded = await loadTable(o);
+      if (!reloaded) throw new Error(`table ${name} disappeared during the commit`);
+      base = reloaded;
+      const mine = base.metadata.snapshots.find((s) => s["snapshot-id"] === snapshotId);
+      if (mine) return resultOf(mine, base.metadataLocation, attempt - 2, false); // an "unknown" commit did land
+      const dup = dedupe && findSnapshotBySummary(base.metadata, dedupe.key, dedupe.value as string);
+      await removeQuietly(o.storage, maybeLanded);
+      maybeLanded = [];
+      if (dup) {
+        await removeQuietly(o.storage, files.map((f) => f.key));
+        return resultOf(dup, base.metadataLocation, attempt - 1, true);
+      }
+    }
+    const written: string[] = [];
+    try {
+      const next = await prepareCommit(o, mode, base, columns, planned.schema, planned.spec, files, snapshotId, attempt, written);
+      let committed: boolean;
+      try {
+        committed = await o.catalog.commitTable(o.table, base.metadataLocation, next.location);
+      } catch (e) {
+        lastError = e; // the swap may or may not have happened: keep this attempt's files for now
+        maybeLanded = written;
+        continue;
+      }
+      if (committed) {
+        await publishVersionHint(o.storage, base.metadata.location, next.version, next.text);
+        return resultOf(next.snapshot, next.location, attempt - 1, false);
+      }
+      lastError = new CommitConflictError(`table ${name} changed during the commit`);
+    } catch (e) {
+      await removeQuietly(o.storage, [...written, ...files.map((f) => f.key)]);
+      throw e; // not a conflict (schema clash, I/O error…): nothing was committed
+    }
+    await removeQuietly(o.storage, written);
+  }
+  if (maybeLanded.length === 0) await removeQuietly(o.storage, files.map((f) => f.key));
+  throw new CommitConflictError(`could not commit to table ${name} after ${maxRetries + 1} attempts: ${String(lastError)}`);
+}
+
+/** Creates the table from the rows' columns, or loads it when another writer created it first. */
+async function createTable(o: TableWriteOptions, columns: SourceColumn[]): Promise<LoadedTable> {
+  const schema = schemaFromColumns(columns);
+  const spec = buildPartitionSpec(schema, o.partitionBy ?? []);
+  const prefix = (o.location ?? [...o.table.namespace, o.table.name].join("/")).replace(/^\/+|\/+$/g, "");
+  const properties = { "write.parquet.compression-codec": "zstd", ...o.properties };
+  const metadata = newTableMetadata({ location: o.storage.uriOf(prefix), schema, spec, properties });
+  const key = `${prefix}/metadata/${metadataFileName(0)}`;
+  const text = serializeTableMetadata(metadata);
+  await o.storage.write(key, text);
+  if (await o.catalog.createTable(o.table, o.storage.uriOf(key))) {
+    await publishVersionHint(o.storage, metadata.location, 0, text);
+    return { metadataLocation: o.storage.uriOf(key), metadata };
+  }
+  await removeQuietly(o.storage, [key]);
+  const existing = await loadTable(o);
+  if (!existing) throw new Error(`table ${tableName(o.table)} could not be created nor loaded`);
+  return existing;
+}
+
+/** The schema and spec to write with on `m`; throws naming the column for refused changes. */
+function plan(o: TableWriteOptions, m: TableMetadata, columns: readonly SourceColumn[]): { schema: Schema; lastColumnId: number; changed: boolean; spec: PartitionSpec } {
+  const r = reconcileSchema(currentSchema(m), m["last-column-id"], columns, o);
+  const spec = defaultSpec(m);
+  for (const pf of spec.fields) {
+    const src = currentSchema(m).fields.find((f) => f.id === pf["source-id"]);
+    if (src && !r.schema.fields.some((f) => f.id === src.id)) {
+      throw new IcebergSchemaError(src.name, `column "${src.name}" partitions table ${tableName(o.table)} and cannot be dropped`);
+    }
+  }
+  if (o.partitionBy && !samePartitioning(spec, buildPartitionSpec(r.schema, o.partitionBy))) {
+    const by = spec.fields.map((f) => `${f.transform}(${f.name})`).join(", ") || "nothing";
+    throw new Error(`table ${tableName(o.table)} is partitioned by ${by}; changing the partitioning is not supported`);
+  }
+  return { ...r, spec };
+}
+
+interface PreparedCommit {
+  location: string;
+  version: number;
+  text: string;
+  snapshot: Snapshot;
+}
+
+/**
+ * Writes this attempt's manifests, manifest list and metadata file on `base` (keys pushed to
+ * `written` as they are written) and returns the new metadata's location.
+ */
+async function prepareCommit(
+  o: TableWriteOptions,
+  mode: Mode,
+  base: LoadedTable,
+  columns: readonly SourceColumn[],
+  writtenSchema: Schema,
+  writtenSpec: PartitionSpec,
+  files: readonly WrittenFile[],
+  snapshotId: bigint,
+  attempt: number,
+  written: string[],
+): Promise<PreparedCommit> {
+  // Re-plan on this version: a concurrent schema change must agree with the files' field ids.
+  const again = plan(o, base.metadata, columns);
+  for (const f of writtenSchema.fields) {
+    const now = again.schema.fields.find((x) => x.name === f.name);
+    if (!now || now.id !== f.id || JSON.stringify(now.type) !== JSON.stringify(f.type)) {
+      throw new IcebergSchemaError(f.name, `column "${f.name}" of table ${tableName(o.table)} was changed by a concurrent writer; write again`);
+    }
+  }
+  const { metadata: withCols, schema } = again.changed ? withSchema(base.metadata, again.schema, again.lastColumnId) : { metadata: base.metadata, schema: currentSchema(base.metadata) };
+  const spec = again.spec;
+  if (spec["spec-id"] !== writtenSpec["spec-id"] || !samePartitioning(spec, writtenSpec)) {
+    throw new Error(`the partitioning of table ${tableName(o.table)} was changed by a concurrent writer; write again`);
+  }
+  const m = withCols;
+  const metaPrefix = `${keyOf(o.storage, m.location)}/metadata`;
+  const commitId = randomUUID();
+  const sequenceNumber = m["last-sequence-number"] + 1n;
+  const parent = currentSnapshot(m);
+  const manifests: ManifestFile[] = [];
+  const writeManifest = async (entries: ManifestEntry[]): Promise<void> => {
+    const key = `${metaPrefix}/${commitId}-m${manifests.length}.avro`;
+    const bytes = encodeManifest(schema, spec, entries);
+    written.push(key);
+    await o.storage.write(key, bytes);
+    manifests.push(manifestFileFor({ path: o.storage.uriOf(key), length: bytes.length, schema, spec, entries, snapshotId, sequenceNumber }));
+  };
+
+  if (files.length > 0) {
+    await writeManifest(files.map((f) => ({ status: EntryStatus.Added, snapshot_id: snapshotId, sequence_number: null, file_sequence_number: null, data_file: f.dataFile })));
+  }
+  const carried = parent ? decodeManifestList(await o.storage.read(keyOf(o.storage, parent["manifest-list"]))) : [];
+  const removed = { files: 0, records: 0n, size: 0n };
+  const partitions = new Set(files.map((f) => partitionKey(f.partition)));
+  const touched = new Set(partitions);
+  if (mode === "overwrite") {
+    const kept: ManifestFile[] = [];
+    const rewritten: ManifestEntry[] = [];
+    for (const mf of carried) {
+      if (mf.content !== 0) {
+        kept.push(mf);
+        continue;
+      }
+      const entries = decodeManifest(await o.storage.read(keyOf(o.storage, mf.manifest_path)));
+      const live = entries.filter((e) => e.status !== EntryStatus.Deleted);
+      const tupleOf = (e: ManifestEntry): PartitionValue[] => spec.fields.map((pf) => coercePartitionValue(resultType(schema, pf), e.data_file.partition[pf.name]));
+      const hit = (e: ManifestEntry): boolean => spec.fields.length === 0 || partitions.has(partitionKey(tupleOf(e)));
+      if (!live.some(hit)) {
+        kept.push(mf);
+        continue;
+      }
+      if (mf.partition_spec_id !== spec["spec-id"]) throw new Error(`table ${tableName(o.table)} has files of another partition spec; overwrite is not supported`);
+      for (const e of live) {
+        const data_file = { ...e.data_file, partition: Object.fromEntries(spec.fields.map((pf, i) => [pf.name, tupleOf(e)[i] ?? null])) };
+        const seq = { sequence_number: e.sequence_number ?? mf.sequence_number, file_sequence_number: e.file_sequence_number ?? mf.sequence_number };
+        if (hit(e)) {
+          rewritten.push({ status: EntryStatus.Deleted, snapshot_id: snapshotId, ...seq, data_file });
+          removed.files++;
+          removed.records += e.data_file.record_count;
+          removed.size += e.data_file.file_size_in_bytes;
+          touched.add(partitionKey(tupleOf(e)));
+        } else rewritten.push({ status: EntryStatus.Existing, snapshot_id: e.snapshot_id, ...seq, data_file });
+      }
+    }
+    if (rewritten.length > 0) await writeManifest(rewritten);
+    manifests.push(...kept);
+  } else manifests.push(...carried);
+
+  const listKey = `${metaPrefix}/snap-${snapshotId}-${attempt}-${commitId}.avro`;
+  written.push(listKey);
+  await o.storage.write(listKey, encodeManifestList(manifests, { snapshotId, parentSnapshotId: parent?.["snapshot-id"] ?? null, sequenceNumber }));
+
+  const added = { files: files.length, records: files.reduce((a, f) => a + f.dataFile.record_count, 0n), size: files.reduce((a, f) => a + f.dataFile.file_size_in_bytes, 0n) };
+  const summary: Record<string, string> = {
+    ...(o.summary ?? {}),
+    operation: mode,
+    "added-data-files": String(added.files),
+    "added-records": String(added.records),
+    "added-files-size": String(added.size),
+    "changed-partition-count": String(touched.size),
+    ...(mode === "overwrite"
+      ? { "deleted-data-files": String(removed.files), "deleted-records": String(removed.records), "removed-files-size": String(removed.size), "replace-partitions": "true" }
+      : {}),
+    ...totals(parent?.summary, added, removed),
+  };
+  const snapshot: Snapshot = {
+    "snapshot-id": snapshotId,
+    ...(parent ? { "parent-snapshot-id": parent["snapshot-id"] } : {}),
+    "sequence-number": sequenceNumber,
+    "timestamp-ms": Math.max(Date.now(), m["last-updated-ms"]),
+    "manifest-list": o.storage.uriOf(listKey),
+    summary,
+    "schema-id": schema["schema-id"],
+  };
+  const next = withSnapshot(m, snapshot, base.metadataLocation);
+  const known = metadataVersion(base.metadataLocation);
+  const version = (known >= 0 ? known : next["metadata-log"].length) + 1;
+  const key = `${metaPrefix}/${metadataFileName(version)}`;
+  const text = serializeTableMetadata(next);
+  written.push(key);
+  await o.storage.write(key, text);
+  return { location: o.storage.uriOf(key), version, text, snapshot };
+}
+
+/**
+ * After a commit: `metadata/v<N>.metadata.json` (a copy) and `metadata/version-hint.text` = N, for
+ * readers that open a table by its folder (DuckDB, PyIceberg StaticTable, icebird). Best effort,
+ * never moving the hint backwards; the catalog remains the source of truth.
+ */
+async function publishVersionHint(storage: ObjectStorage, location: string, version: number, text: string): Promise<void> {
+  const prefix = `${keyOf(storage, location)}/metadata`;
+  try {
+    await storage.write(`${prefix}/v${version}.metadata.json`, text);
+    const hint = await storage.read(`${prefix}/version-hint.text`).then((b) => Number.parseInt(new TextDecoder().decode(b), 10), () => -1);
+    if (!(hint > version)) await storage.write(`${prefix}/version-hint.text`, String(version));
+  } catch {
+    // a stale hint only affects path-based readers
+  }
+}
+
+function resultOf(s: Snapshot, metadataLocation: string, commitRetries: number, alreadyCommitted: boolean): WriteResult {
+  const n = (k: string): number => Number(s.summary[k] ?? 0);
+  return {
+    snapshotId: s["snapshot-id"].toString(),
+    metadataLocation,
+    addedRecords: n("added-records"),
+    addedFiles: n("added-data-files"),
+    deletedRecords: n("deleted-records"),
+    deletedFiles: n("deleted-data-files"),
+    commitRetries,
+    alreadyCommitted,
+  };
+}
+
+/**
+ * The storage key of an absolute URI inside the storage; throws for a URI elsewhere.
+ *
+ * @example
+ * keyOf(storage, storage.uriOf("db/t/metadata/v1.metadata.json")) // → "db/t/metadata/v1.metadata.json"
+ */
+export function keyOf(storage: ObjectStorage, uri: string): string {
+  const root = `${storage.uri}/`;
+  if (!uri.startsWith(root)) throw new Error(`${uri} is outside the warehouse ${storage.uri}`);
+  return uri.slice(root.length);
+}
+
+async function removeQuietly(storage: ObjectStorage, keys: readonly string[]): Promise<void> {
+  if (keys.length > 0) await storage.delete(keys).catch(() => undefined);
+}
