@@ -1,104 +1,227 @@
-import { sql } from "kysely";
+import { sql, type RawBuilder } from "kysely";
 import type { ObjectInfo } from "../storage/types.js";
-import type { Migration } from "./migrations.js";
+import type { FileStatus } from "./schema.js";
 import type { StateStore } from "./store.js";
 
-/** The per-file ledger of raw-file ingestion. */
-export const fileMigrations: readonly Migration[] = [
-  {
-    id: "files/0001_processed_files",
-    async up(db) {
-      await sql`create table processed_files (
-        id bigserial primary key,
-        source text collate "C" not null,
-        partition text collate "C" not null default '',
-        path text collate "C" not null,
-        etag text not null,
-        size bigint not null,
-        last_modified timestamptz,
-        status text not null,
-        claimed_by text,
-        claimed_at timestamptz,
-        attempts int not null default 0,
-        next_attempt_at timestamptz,
-        error text,
-        rows bigint,
-        bytes bigint,
-        run_id text,
-        batch_id text,
-        previous_batch_id text,
-        discovered_at timestamptz not null default now(),
-        updated_at timestamptz not null default now(),
-        unique (source, path)
-      )`.execute(db);
-      await sql`create index processed_files_claim_idx on processed_files (source, partition, status, path)`.execute(db);
-      await sql`create index processed_files_batch_idx on processed_files (batch_id) where batch_id is not null`.execute(db);
-    },
-  },
-];
+export type { FileStatus } from "./schema.js";
 
-export type FileStatus = "DISCOVERED" | "PROCESSING" | "SUCCESS" | "FAILED" | "SKIPPED";
+/**
+ * Kept for `store.ts`, which still spreads it into its migrations: the ledger's table is now the
+ * core migration `core/0002_processed_files` (migrations.ts), so this list is empty.
+ * @deprecated remove its use from store.ts.
+ */
 
+/** A file taken by `claim`: now PROCESSING in the caller's batch. */
 export interface ClaimedFile {
   id: string;
   path: string;
   etag: string;
   size: number;
+  lastModified: Date | null;
+  /** Attempts so far, this one included. */
   attempts: number;
-  /** The batch this file was claimed in before, when its earlier claim timed out. */
+  /**
+   * The batch of an earlier claim of this file that ended without being settled (its claim timed
+   * out, or its worker released it), else null. That batch may have been committed before its
+   * worker died: check (an Iceberg snapshot summary carries the batch id) and, if it was, settle
+   * this file SUCCESS instead of processing it again.
+   */
   previousBatchId: string | null;
 }
 
-export interface FileRecord extends ClaimedFile {
+/** A file of the ledger, as `list` and `filesOfBatch` return it. */
+export interface FileRecord {
+  id: string;
   source: string;
+  /** null when the asset is unpartitioned. */
   partition: string | null;
+  path: string;
+  etag: string;
+  size: number;
+  lastModified: Date | null;
   status: FileStatus;
+  claimedBy: string | null;
+  claimedAt: Date | null;
+  attempts: number;
+  nextAttemptAt: Date | null;
   error: string | null;
   rows: number | null;
+  bytes: number | null;
+  runId: string | null;
   batchId: string | null;
+  discoveredAt: Date;
+  updatedAt: Date;
 }
 
+/** One file's outcome, for `settle`. */
+export interface FileResult {
+  id: string;
+  status: "SUCCESS" | "FAILED" | "SKIPPED";
+  rows?: number;
+  bytes?: number;
+  error?: string | null;
+}
+
+interface FileRow {
+  id: string;
+  source: string;
+  partition: string;
+  path: string;
+  etag: string;
+  size: string;
+  last_modified: Date | null;
+  status: FileStatus;
+  claimed_by: string | null;
+  claimed_at: Date | null;
+  attempts: number;
+  next_attempt_at: Date | null;
+  error: string | null;
+  rows: string | null;
+  bytes: string | null;
+  run_id: string | null;
+  batch_id: string | null;
+  discovered_at: Date;
+  updated_at: Date;
+}
+
+/** Files per discover statement: 5,000 keeps a statement's JSON near 0.5 MB. */
 const CHUNK = 5_000;
+/** Discover statements in flight at once on PostgreSQL. */
+const PARALLEL_CHUNKS = 3;
+/** Failures double the wait up to 2^20 times the base (then it stays there). */
+const MAX_BACKOFF_EXPONENT = 20;
+const DEFAULT_RETRY_BASE_MS = 30_000;
+
+const STATUSES: readonly FileStatus[] = ["DISCOVERED", "PROCESSING", "SUCCESS", "FAILED", "SKIPPED"];
+const num = (v: string | null): number | null => (v === null ? null : Number(v));
+const json = (v: unknown): string => JSON.stringify(v);
+/** Byte-wise (UTF-8) order, the order of the "C" collation and of S3 listings. */
+const byPath = (a: { path: string }, b: { path: string }): number => Buffer.compare(Buffer.from(a.path), Buffer.from(b.path));
+/** Seconds, as a float8 parameter. */
+const secs = (ms: number): RawBuilder<number> => sql<number>`${ms / 1000}::float8`;
+
+const columns = sql`id::text as id, source, partition, path, etag, size::text as size, last_modified, status, claimed_by, claimed_at,
+  attempts, next_attempt_at, error, rows::text as rows, bytes::text as bytes, run_id, batch_id, discovered_at, updated_at`;
+
+const toRecord = (r: FileRow): FileRecord => ({
+  id: r.id,
+  source: r.source,
+  partition: r.partition === "" ? null : r.partition,
+  path: r.path,
+  etag: r.etag,
+  size: Number(r.size),
+  lastModified: r.last_modified,
+  status: r.status,
+  claimedBy: r.claimed_by,
+  claimedAt: r.claimed_at,
+  attempts: r.attempts,
+  nextAttemptAt: r.next_attempt_at,
+  error: r.error,
+  rows: num(r.rows),
+  bytes: num(r.bytes),
+  runId: r.run_id,
+  batchId: r.batch_id,
+  discoveredAt: r.discovered_at,
+  updatedAt: r.updated_at,
+});
 
 /**
- * The ledger of raw files: what was seen (path, etag, size), what was claimed by whom, and how
- * it ended. Every write is one set-based statement; claims use `FOR UPDATE SKIP LOCKED`, so any
- * number of workers claim each file once.
+ * The ledger of raw files (`processed_files`): what was listed (path, etag, size), who claimed it
+ * in which batch, and how it ended. This is what makes ingestion exactly-once under crashes and
+ * many workers:
+ * - every write is one set-based statement (never one query per file);
+ * - `claim` takes files with `FOR UPDATE SKIP LOCKED`, so concurrent workers never share a file;
+ * - a claim that outlives `claimTimeoutMs` (its worker died) is taken again, with the earlier
+ *   batch id, so the new claimant can find out whether that batch was committed after all;
+ * - files are marked SUCCESS by batch (`settleBatch`) only once the batch's output is committed.
  *
  * @example
  * const ledger = new FileLedger(store);
- * await ledger.discover("raw_orders", "2025-01-01", page);
+ * for await (const page of storage.list("orders/")) await ledger.discover("raw_orders", "2025-01-01", page);
  * const files = await ledger.claim({ source: "raw_orders", partition: "2025-01-01", workerId, runId, batchId, limit: 100, claimTimeoutMs: 600_000, maxAttempts: 3 });
+ * // ... ingest them, commit the batch, then:
+ * await ledger.settleBatch(batchId, "SUCCESS");
  */
 export class FileLedger {
   constructor(private readonly store: StateStore) {}
 
   /**
-   * Records listed files: new paths become DISCOVERED; a known path whose etag or size changed is
-   * DISCOVERED again (it will be reprocessed); unchanged files are left as they are.
+   * Records listed files of a source (and partition): a new path becomes DISCOVERED; a known path
+   * whose etag or size changed is DISCOVERED again with attempts 0, no error and no batch (it
+   * will be reprocessed); an unchanged file is not written at all, whatever its status (so a
+   * SUCCESS file is never processed again). One statement per 5,000 files (on PostgreSQL,
+   * three at a time), each reading the ledger by one index range scan; only new and changed
+   * files are written. A path listed twice counts once (the last one wins). Files of one call
+   * should belong to `partition`: a changed file takes the partition it is discovered with.
+   *
+   * @example
+   * const { added, changed, unchanged } = await ledger.discover("raw_orders", "2025-01-01", page);
    */
   async discover(source: string, partition: string | null, files: readonly ObjectInfo[]): Promise<{ added: number; changed: number; unchanged: number }> {
+    const unique = new Map<string, ObjectInfo>();
+    for (const f of files) unique.set(f.key, f);
+    // In path order (a listing already is), each chunk covers a narrow range of the index.
+    const all = [...unique.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     let added = 0;
     let changed = 0;
-    for (let i = 0; i < files.length; i += CHUNK) {
-      const chunk = files.slice(i, i + CHUNK).map((f) => ({ path: f.key, etag: f.etag, size: f.size, modified: f.lastModified.toISOString() }));
+    const diffChunk = async (i: number): Promise<void> => {
+      const chunk = all.slice(i, i + CHUNK).map((f) => ({ path: f.key, etag: f.etag, size: f.size, modified: f.lastModified.toISOString() }));
+      // The diff reads the ledger's rows between the chunk's first and last path with one index
+      // range scan (not one probe per file, and not the whole source), whatever the planner
+      // guesses about the input's size. Only new or changed files reach the insert: an unchanged
+      // file is neither written nor locked (ON CONFLICT DO UPDATE would lock the row it meets even
+      // when its WHERE is false). The ON CONFLICT clause covers a concurrent discover of the same file.
       const { rows } = await sql<{ inserted: boolean }>`
+        with listed as materialized (
+          select * from json_to_recordset(${json(chunk)}::json) as l(path text, etag text, size bigint, modified text)
+        ), known as (
+          select p.path, p.etag, p.size from processed_files p, (select min(path collate "C") as lo, max(path collate "C") as hi from listed) r
+          where p.source = ${source} and p.path between r.lo and r.hi
+        )
         insert into processed_files (source, partition, path, etag, size, last_modified, status)
-        select ${source}, ${partition ?? ""}, e->>'path', e->>'etag', (e->>'size')::bigint, (e->>'modified')::timestamptz, 'DISCOVERED'
-        from jsonb_array_elements(${JSON.stringify(chunk)}::jsonb) as t(e)
+        select ${source}, ${partition ?? ""}, l.path, l.etag, l.size, l.modified::timestamptz, 'DISCOVERED'
+        from listed l left join known k on k.path = l.path
+        where k.path is null or k.etag <> l.etag or k.size <> l.size
+        order by l.path collate "C"
         on conflict (source, path) do update set
-          etag = excluded.etag, size = excluded.size, last_modified = excluded.last_modified, partition = excluded.partition,
-          status = 'DISCOVERED', attempts = 0, error = null, batch_id = null, previous_batch_id = null, claimed_by = null,
-          claimed_at = null, next_attempt_at = null, rows = null, bytes = null, updated_at = now()
+          partition = excluded.partition, etag = excluded.etag, size = excluded.size, last_modified = excluded.last_modified,
+          status = 'DISCOVERED', attempts = 0, error = null, batch_id = null, run_id = null, claimed_by = null, claimed_at = null,
+          next_attempt_at = null, rows = null, bytes = null, updated_at = now()
         where processed_files.etag <> excluded.etag or processed_files.size <> excluded.size
         returning (xmax = 0) as inserted`.execute(this.store.db);
-      for (const r of rows) if (r.inserted) added++;
-      else changed++;
-    }
-    return { added, changed, unchanged: files.length - added - changed };
+      for (const r of rows) {
+        if (r.inserted) added++;
+        else changed++;
+      }
+    };
+    // Chunks touch disjoint paths: on PostgreSQL a few run at once, on separate connections.
+    const lanes = this.store.engine === "postgres" ? PARALLEL_CHUNKS : 1;
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      for (;;) {
+        const i = next;
+        next += CHUNK;
+        if (i >= all.length) return;
+        await diffChunk(i);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(lanes, Math.ceil(all.length / CHUNK)) }, lane));
+    return { added, changed, unchanged: all.length - added - changed };
   }
 
-  /** Claims up to `limit` files that are new, due for a retry, or whose claim timed out. */
+  /**
+   * Claims up to `limit` files of a source's partition, in path order, in one statement
+   * (`UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`): files DISCOVERED, FAILED ones whose
+   * backoff has passed and that have attempts left (`attempts < maxAttempts`), and PROCESSING
+   * ones whose claim is older than `claimTimeoutMs` (their worker died; with `retryBaseMs`, such
+   * a lost attempt also waits the failure backoff). Claimed files become PROCESSING with this
+   * worker, run and batch, and one more attempt. Any number of workers may claim at once: each
+   * file goes to one of them. Returns [] when nothing is claimable.
+   *
+   * @example
+   * const files = await ledger.claim({ source: "raw_orders", partition: "2025-01-01", workerId: "host:123", runId, batchId, limit: 100, claimTimeoutMs: 600_000, maxAttempts: 3 });
+   * const recovered = files.filter((f) => f.previousBatchId !== null); // check whether those batches were committed
+   */
   async claim(opts: {
     source: string;
     partition?: string | null;
@@ -108,97 +231,169 @@ export class FileLedger {
     limit: number;
     claimTimeoutMs: number;
     maxAttempts: number;
+    retryBaseMs?: number;
   }): Promise<ClaimedFile[]> {
-    const { rows } = await sql<{ id: string; path: string; etag: string; size: string; attempts: number; previous_batch_id: string | null }>`
+    if (opts.limit <= 0) return [];
+    const lostWait =
+      opts.retryBaseMs === undefined || opts.retryBaseMs <= 0
+        ? sql`make_interval(secs => ${secs(opts.claimTimeoutMs)})`
+        : sql`make_interval(secs => ${secs(opts.claimTimeoutMs)} + ${secs(opts.retryBaseMs)} * power(2::float8, least(greatest(attempts - 1, 0), ${MAX_BACKOFF_EXPONENT})))`;
+    const { rows } = await sql<{ id: string; path: string; etag: string; size: string; last_modified: Date | null; attempts: number; previous_batch_id: string | null }>`
       update processed_files f set
         status = 'PROCESSING', claimed_by = ${opts.workerId}, claimed_at = now(), attempts = f.attempts + 1,
-        run_id = ${opts.runId}, previous_batch_id = case when f.status = 'PROCESSING' then f.batch_id else f.previous_batch_id end,
-        batch_id = ${opts.batchId}, updated_at = now()
-      where f.id in (
-        select id from processed_files
+        run_id = ${opts.runId}, batch_id = ${opts.batchId}, next_attempt_at = null, updated_at = now()
+      from (
+        select id, status as old_status, batch_id as old_batch_id
+        from processed_files
         where source = ${opts.source} and partition = ${opts.partition ?? ""}
           and (status = 'DISCOVERED'
-            or (status = 'FAILED' and attempts < ${opts.maxAttempts} and next_attempt_at <= now())
-            or (status = 'PROCESSING' and claimed_at < now() - make_interval(secs => ${opts.claimTimeoutMs / 1000})))
+            or (status = 'FAILED' and attempts < ${opts.maxAttempts}::int and next_attempt_at <= now())
+            or (status = 'PROCESSING' and claimed_at < now() - ${lostWait}))
         order by path
-        limit ${opts.limit}
-        for update skip locked)
-      returning f.id::text as id, f.path, f.etag, f.size::text as size, f.attempts, f.previous_batch_id`.execute(this.store.db);
+        limit ${opts.limit}::int
+        for update skip locked
+      ) old
+      where f.id = old.id
+      returning f.id::text as id, f.path, f.etag, f.size::text as size, f.last_modified, f.attempts,
+        case when old.old_status in ('PROCESSING', 'DISCOVERED') then old.old_batch_id end as previous_batch_id`.execute(this.store.db);
     return rows
-      .map((r) => ({ id: r.id, path: r.path, etag: r.etag, size: Number(r.size), attempts: r.attempts, previousBatchId: r.previous_batch_id }))
-      .sort((a, b) => (a.path < b.path ? -1 : 1));
+      .map((r) => ({ id: r.id, path: r.path, etag: r.etag, size: Number(r.size), lastModified: r.last_modified, attempts: r.attempts, previousBatchId: r.previous_batch_id }))
+      .sort(byPath);
   }
 
-  /** Ends claims: SUCCESS, SKIPPED, or FAILED (retried after `retryBaseMs · 2^(attempts-1)`). */
-  async settle(
-    results: ReadonlyArray<{ id: string; status: "SUCCESS" | "FAILED" | "SKIPPED"; rows?: number; bytes?: number; error?: string | null }>,
-    opts: { retryBaseMs?: number } = {},
-  ): Promise<void> {
+  /**
+   * Ends claims, one statement for all: SUCCESS and SKIPPED are final; FAILED records the error
+   * and may be claimed again after `retryBaseMs · 2^(attempts-1)` (default base 30 s) while
+   * attempts remain. The claim is cleared; the batch id stays as history. Only files still
+   * PROCESSING are touched (with `batchId`, only those still in that batch), so a worker whose
+   * claim was taken over, or whose file changed meanwhile, cannot overwrite the newer state.
+   *
+   * @example
+   * await ledger.settle([{ id: a.id, status: "SUCCESS", rows: 120, bytes: a.size }, { id: b.id, status: "FAILED", error: "line 3: unterminated quote" }], { retryBaseMs: 10_000 });
+   */
+  async settle(results: readonly FileResult[], opts: { retryBaseMs?: number; batchId?: string } = {}): Promise<void> {
     if (results.length === 0) return;
+    for (const r of results) {
+      if (r.status !== "SUCCESS" && r.status !== "FAILED" && r.status !== "SKIPPED") throw new Error(`settle: file ${r.id} has status ${String(r.status)}; expected SUCCESS, FAILED or SKIPPED`);
+    }
+    const input = results.map((r) => ({ id: r.id, status: r.status, rows: r.rows ?? null, bytes: r.bytes ?? null, error: r.error ?? null }));
+    const base = opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS;
     await sql`
       update processed_files f set
-        status = e->>'status', rows = (e->>'rows')::bigint, bytes = (e->>'bytes')::bigint, error = e->>'error',
-        claimed_by = null, updated_at = now(),
-        next_attempt_at = case when e->>'status' = 'FAILED'
-          then now() + make_interval(secs => ${(opts.retryBaseMs ?? 30_000) / 1000} * power(2, greatest(f.attempts - 1, 0))) end
-      from jsonb_array_elements(${JSON.stringify(results.map((r) => ({ ...r, rows: r.rows ?? null, bytes: r.bytes ?? null, error: r.error ?? null })))}::jsonb) as t(e)
-      where f.id = (e->>'id')::bigint`.execute(this.store.db);
+        status = r.status, rows = r.rows, bytes = r.bytes, error = r.error, claimed_by = null, claimed_at = null, updated_at = now(),
+        next_attempt_at = case when r.status = 'FAILED'
+          then now() + make_interval(secs => ${secs(base)} * power(2::float8, least(greatest(f.attempts - 1, 0), ${MAX_BACKOFF_EXPONENT}))) end
+      from json_to_recordset(${json(input)}::json) as r(id bigint, status text, rows bigint, bytes bigint, error text)
+      where f.id = r.id and f.status = 'PROCESSING' ${opts.batchId === undefined ? sql`` : sql`and f.batch_id = ${opts.batchId}`}`.execute(this.store.db);
   }
 
-  /** Marks every PROCESSING file of a batch SUCCESS (after the batch's commit); returns the count. */
-  async settleBatch(batchId: string): Promise<number> {
-    const r = await sql`update processed_files set status = 'SUCCESS', claimed_by = null, updated_at = now() where batch_id = ${batchId} and status = 'PROCESSING'`.execute(this.store.db);
+  /**
+   * Marks every file of a batch that is still PROCESSING as SUCCESS, in one statement: right
+   * after the batch's output is committed, or on recovery when that commit is found already done.
+   * Returns how many files it marked.
+   *
+   * @example
+   * await commitSnapshot({ summary: { "floe.batch-id": batchId } });
+   * const done = await ledger.settleBatch(batchId, "SUCCESS");
+   */
+  async settleBatch(batchId: string, status: "SUCCESS" = "SUCCESS"): Promise<number> {
+    const r = await sql`update processed_files set status = ${status}, error = null, claimed_by = null, claimed_at = null, updated_at = now()
+      where batch_id = ${batchId} and status = 'PROCESSING'`.execute(this.store.db);
     return Number(r.numAffectedRows ?? 0);
   }
 
   /**
    * Recovery after a crash between a batch's commit and its settlement: marks SUCCESS the files
-   * still PROCESSING in a batch that the asset's latest materialization names (`metadata.batchId`).
+   * still PROCESSING in the batch that the asset partition's latest materialization names
+   * (`metadata.batchId` in asset_partitions). Returns how many files it marked.
+   *
+   * @example
+   * await ledger.settleMaterialized("raw_orders", "2025-01-01"); // before claiming
    */
   async settleMaterialized(source: string, partition: string | null): Promise<number> {
-    const r = await sql`update processed_files set status = 'SUCCESS', claimed_by = null, updated_at = now()
+    const r = await sql`update processed_files set status = 'SUCCESS', error = null, claimed_by = null, claimed_at = null, updated_at = now()
       where source = ${source} and status = 'PROCESSING' and batch_id in (
         select metadata->>'batchId' from asset_partitions where asset = ${source} and partition = ${partition ?? ""})`.execute(this.store.db);
     return Number(r.numAffectedRows ?? 0);
   }
 
-  /** Partitions of a source that have files waiting (DISCOVERED), for sensors. */
-  async pendingPartitions(source: string): Promise<Array<string | null>> {
-    const { rows } = await sql<{ partition: string }>`select distinct partition from processed_files where source = ${source} and status = 'DISCOVERED' order by partition`.execute(this.store.db);
-    return rows.map((r) => (r.partition === "" ? null : r.partition));
-  }
-
-  /** The warehouse locations that hold a raw asset partition's files so far (its latest materialization's). */
-  async currentLocations(source: string, partition: string | null): Promise<string[]> {
-    const { rows } = await sql<{ locations: unknown }>`select metadata->'locations' as locations from asset_partitions where asset = ${source} and partition = ${partition ?? ""}`.execute(this.store.db);
-    const v = rows[0]?.locations;
-    return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
-  }
-
-  /** Returns a worker's PROCESSING claims to DISCOVERED (a graceful stop); returns the count. */
+  /**
+   * Returns a worker's PROCESSING claims to DISCOVERED (a graceful stop), in one statement; the
+   * attempt is given back. The batch id is kept: the next claim reports it as `previousBatchId`.
+   * Returns how many files it released.
+   *
+   * @example
+   * process.once("SIGTERM", () => void ledger.release(workerId));
+   */
   async release(workerId: string): Promise<number> {
-    const r = await sql`update processed_files set status = 'DISCOVERED', claimed_by = null, claimed_at = null, attempts = greatest(attempts - 1, 0), updated_at = now()
+    const r = await sql`update processed_files set status = 'DISCOVERED', claimed_by = null, claimed_at = null,
+        attempts = greatest(attempts - 1, 0), updated_at = now()
       where claimed_by = ${workerId} and status = 'PROCESSING'`.execute(this.store.db);
     return Number(r.numAffectedRows ?? 0);
   }
 
-  /** Files of a source by status. */
+  /**
+   * Partitions of a source that have files waiting (DISCOVERED), for sensors; null is the
+   * unpartitioned one.
+   *
+   * @example
+   * const partitions = await ledger.pendingPartitions("raw_orders"); // ["2025-01-01", "2025-01-02"]
+   */
+  async pendingPartitions(source: string): Promise<Array<string | null>> {
+    const { rows } = await sql<{ partition: string }>`select distinct partition from processed_files
+      where source = ${source} and status = 'DISCOVERED' order by partition`.execute(this.store.db);
+    return rows.map((r) => (r.partition === "" ? null : r.partition));
+  }
+
+  /**
+   * The warehouse locations that hold a raw asset partition's files so far (its latest
+   * materialization's `metadata.locations`).
+   *
+   * @example
+   * const locations = await ledger.currentLocations("raw_orders", "2025-01-01");
+   */
+  async currentLocations(source: string, partition: string | null): Promise<string[]> {
+    const { rows } = await sql<{ locations: unknown }>`select metadata->'locations' as locations from asset_partitions
+      where asset = ${source} and partition = ${partition ?? ""}`.execute(this.store.db);
+    const v = rows[0]?.locations;
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+  }
+
+  /**
+   * The files of a batch (whatever their status now), by path.
+   *
+   * @example
+   * const files = await ledger.filesOfBatch(batchId);
+   */
+  async filesOfBatch(batchId: string): Promise<FileRecord[]> {
+    const { rows } = await sql<FileRow>`select ${columns} from processed_files where batch_id = ${batchId} order by path`.execute(this.store.db);
+    return rows.map(toRecord);
+  }
+
+  /**
+   * How many files of a source are in each status (every status present, 0 when none).
+   *
+   * @example
+   * const { SUCCESS, FAILED } = await ledger.counts("raw_orders");
+   */
   async counts(source: string): Promise<Record<FileStatus, number>> {
-    const { rows } = await sql<{ status: FileStatus; n: number }>`select status, count(*)::int as n from processed_files where source = ${source} group by status`.execute(this.store.db);
-    const out: Record<FileStatus, number> = { DISCOVERED: 0, PROCESSING: 0, SUCCESS: 0, FAILED: 0, SKIPPED: 0 };
+    const { rows } = await sql<{ status: FileStatus; n: number }>`select status, count(*)::int as n from processed_files
+      where source = ${source} group by status`.execute(this.store.db);
+    const out = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<FileStatus, number>;
     for (const r of rows) out[r.status] = r.n;
     return out;
   }
 
-  /** Files of a source, by path; optionally one status, at most `limit`. */
+  /**
+   * Files of a source by path; optionally only one status, and at most `limit`.
+   *
+   * @example
+   * const failed = await ledger.list("raw_orders", { status: "FAILED", limit: 20 });
+   */
   async list(source: string, opts: { status?: FileStatus; limit?: number } = {}): Promise<FileRecord[]> {
-    const { rows } = await sql<{ id: string; source: string; partition: string; path: string; etag: string; size: string; attempts: number; previous_batch_id: string | null; status: FileStatus; error: string | null; rows: string | null; batch_id: string | null }>`
-      select id::text as id, source, partition, path, etag, size::text as size, attempts, previous_batch_id, status, error, rows::text as rows, batch_id
-      from processed_files where source = ${source} ${opts.status ? sql`and status = ${opts.status}` : sql``}
-      order by path ${opts.limit ? sql`limit ${opts.limit}` : sql``}`.execute(this.store.db);
-    return rows.map((r) => ({
-      id: r.id, source: r.source, partition: r.partition === "" ? null : r.partition, path: r.path, etag: r.etag, size: Number(r.size),
-      attempts: r.attempts, previousBatchId: r.previous_batch_id, status: r.status, error: r.error, rows: r.rows === null ? null : Number(r.rows), batchId: r.batch_id,
-    }));
+    const { rows } = await sql<FileRow>`select ${columns} from processed_files
+      where source = ${source} ${opts.status === undefined ? sql`` : sql`and status = ${opts.status}`}
+      order by path ${opts.limit === undefined ? sql`` : sql`limit ${opts.limit}::int`}`.execute(this.store.db);
+    return rows.map(toRecord);
   }
 }

@@ -83,6 +83,44 @@ export const coreMigrations: readonly Migration[] = [
       )`,
     ),
   },
+  {
+    // The per-file ledger of raw-file ingestion (FileLedger in files.ts). `if not exists` adopts
+    // the table that the earlier `files/0001_processed_files` created on development databases.
+    id: "core/0002_processed_files",
+    up: statements(
+      `create table if not exists processed_files (
+        id bigserial primary key,
+        source text collate "C" not null,
+        partition text collate "C" not null default '',
+        path text collate "C" not null,
+        etag text not null,
+        size bigint not null,
+        last_modified timestamptz,
+        status text not null check (status in ('DISCOVERED', 'PROCESSING', 'SUCCESS', 'FAILED', 'SKIPPED')),
+        claimed_by text,
+        claimed_at timestamptz,
+        attempts int not null default 0,
+        next_attempt_at timestamptz,
+        error text,
+        rows bigint,
+        bytes bigint,
+        run_id text,
+        batch_id text,
+        discovered_at timestamptz not null default now(),
+        updated_at timestamptz not null default now(),
+        unique (source, path)
+      )`,
+      // The files a claim may take (SUCCESS and SKIPPED, the bulk over time, are left out), in
+      // claim order: a claim reads the first rows of (source, partition) by path and stops.
+      `create index if not exists processed_files_open_idx on processed_files (source, partition, path)
+        where status in ('DISCOVERED', 'PROCESSING', 'FAILED')`,
+      `create index if not exists processed_files_batch_idx on processed_files (batch_id) where batch_id is not null`,
+      `create index if not exists processed_files_claimed_by_idx on processed_files (claimed_by) where status = 'PROCESSING'`,
+      // what that earlier table had and this one does not
+      `drop index if exists processed_files_claim_idx`,
+      `alter table processed_files drop column if exists previous_batch_id`,
+    ),
+  },
 ];
 
 const namespace = (id: string): string => id.slice(0, Math.max(0, id.indexOf("/")));

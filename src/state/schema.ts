@@ -72,6 +72,36 @@ export interface AssetPartitionsTable {
   metadata: JsonObject;
 }
 
+/** Status of a raw file in the ledger. */
+export type FileStatus = "DISCOVERED" | "PROCESSING" | "SUCCESS" | "FAILED" | "SKIPPED";
+
+/** The per-file ledger of raw-file ingestion (`src/state/files.ts`). */
+export interface ProcessedFilesTable {
+  /** bigserial: an int8, read as a string. */
+  id: ColumnType<string, never, never>;
+  /** The rawFiles asset key. */
+  source: string;
+  /** '' when the asset is unpartitioned. */
+  partition: ColumnType<string, string | undefined, string>;
+  /** The object's key in its storage. */
+  path: string;
+  etag: string;
+  size: Int8;
+  last_modified: Timestamp | null;
+  status: FileStatus;
+  claimed_by: string | null;
+  claimed_at: Timestamp | null;
+  attempts: Generated<number>;
+  next_attempt_at: Timestamp | null;
+  error: string | null;
+  rows: Int8 | null;
+  bytes: Int8 | null;
+  run_id: string | null;
+  batch_id: string | null;
+  discovered_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
 export interface MigrationsTable {
   id: string;
   applied_at: ColumnType<Date, Date | string | undefined, never>;
@@ -83,5 +113,6 @@ export interface Database {
   run_steps: RunStepsTable;
   events: EventsTable;
   asset_partitions: AssetPartitionsTable;
+  processed_files: ProcessedFilesTable;
   floe_migrations: MigrationsTable;
 }

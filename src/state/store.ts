@@ -6,7 +6,6 @@ import pg from "pg";
 import { UserError } from "../errors.js";
 import { acquireLock, type StateLock } from "./lock.js";
 import { coreMigrations, migrate, type Migration } from "./migrations.js";
-import { fileMigrations } from "./files.js";
 import { schedulerMigrations } from "./ticks.js";
 import { PGliteDialect } from "./pglite-dialect.js";
 import type { AssetPartitionsTable, Database, EventsTable, RunStepsTable, RunsTable } from "./schema.js";
@@ -179,8 +178,8 @@ const json = (v: unknown): string => JSON.stringify(v);
 /** Advisory lock key that serialises capped run claims. */
 const CLAIM_LOCK = 7_300_517;
 
-/** Every migration a store runs at open: the core tables, schedule ticks and backfills, the file ledger. */
-export const defaultMigrations: readonly Migration[] = [...coreMigrations, ...schedulerMigrations, ...fileMigrations];
+/** Every migration a store runs at open: the core tables (with the file ledger), schedule ticks, backfills and pool slots. */
+export const defaultMigrations: readonly Migration[] = [...coreMigrations, ...schedulerMigrations];
 /** '' in the database means "unpartitioned". */
 const partitionOf = (p: string | null): string | null => (p === null || p === "" ? null : p);
 const stepKey = (s: { runId: string; asset: string; partition: string | null }): string => `${s.runId}\u0000${s.asset}\u0000${s.partition ?? ""}`;

@@ -3,85 +3,210 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FileLedger } from "../../src/state/files.js";
+import { FileLedger, type ClaimedFile } from "../../src/state/files.js";
 import { StateStore } from "../../src/state/index.js";
 import type { ObjectInfo } from "../../src/storage/types.js";
-import { testDatabase } from "../helpers/pg.js";
+import { pgAvailable, testDatabase } from "../helpers/pg.js";
 
-const db = await testDatabase();
+const pgUp = await pgAvailable();
 const file = (key: string, etag = "e1", size = 10): ObjectInfo => ({ key, etag, size, lastModified: new Date("2025-01-01T00:00:00Z") });
-const claimOpts = { partition: null, workerId: "w", runId: "r", batchId: "b1", limit: 100, claimTimeoutMs: 60_000, maxAttempts: 2 };
+const base = { partition: null, workerId: "w1", runId: "r1", batchId: "b1", limit: 100, claimTimeoutMs: 60_000, maxAttempts: 3 };
+const paths = (fs: readonly ClaimedFile[]): string[] => fs.map((f) => f.path);
 
+// One suite body, run on both engines: they must behave identically.
 for (const engine of ["pglite", "postgres"] as const) {
-  describe.skipIf(engine === "postgres" && !db)(`file ledger on ${engine}`, () => {
+  describe.skipIf(engine === "postgres" && !pgUp)(`FileLedger on ${engine}`, () => {
     let store: StateStore;
     let ledger: FileLedger;
-    const home = mkdtempSync(join(tmpdir(), "floe-files-"));
+    let cleanup: () => Promise<void>;
+    /** Moves a source's clocks back, as if `ms` had passed. */
+    const age = async (source: string, column: "claimed_at" | "next_attempt_at", ms: number): Promise<void> => {
+      await sql`update processed_files set ${sql.ref(column)} = ${sql.ref(column)} - make_interval(secs => ${ms / 1000}::float8) where source = ${source}`.execute(store.db);
+    };
+
     beforeAll(async () => {
-      store = await StateStore.open(engine === "postgres" ? { url: db!.url, home } : { home });
+      if (engine === "pglite") {
+        const home = mkdtempSync(join(tmpdir(), "floe-files-"));
+        store = await StateStore.open({ home, owner: "files.test" });
+        cleanup = async () => rmSync(home, { recursive: true, force: true });
+      } else {
+        const db = (await testDatabase())!;
+        store = await StateStore.open({ url: db.url, home: "/nonexistent" });
+        cleanup = () => db.drop();
+      }
       ledger = new FileLedger(store);
     });
     afterAll(async () => {
-      await store.close();
-      rmSync(home, { recursive: true, force: true });
+      await store?.close();
+      await cleanup?.();
     });
 
-    it("discovers new and changed files; an unchanged file is never reprocessed", async () => {
-      const src = `s_${engine}_1`;
-      expect(await ledger.discover(src, null, [file("a.csv"), file("b.csv")])).toEqual({ added: 2, changed: 0, unchanged: 0 });
-      const claimed = await ledger.claim({ ...claimOpts, source: src });
-      expect(claimed.map((f) => f.path)).toEqual(["a.csv", "b.csv"]);
-      await ledger.settle(claimed.map((f) => ({ id: f.id, status: "SUCCESS" as const, rows: 3, bytes: 10 })));
-      expect(await ledger.discover(src, null, [file("a.csv"), file("b.csv", "e2"), file("c.csv")])).toEqual({ added: 1, changed: 1, unchanged: 1 });
-      expect((await ledger.claim({ ...claimOpts, source: src, batchId: "b2" })).map((f) => f.path)).toEqual(["b.csv", "c.csv"]);
-      expect(await ledger.counts(src)).toMatchObject({ SUCCESS: 1, PROCESSING: 2 });
-      expect(await ledger.settleBatch("b2")).toBe(2);
-      expect(await ledger.claim({ ...claimOpts, source: src })).toEqual([]);
+    it("discovers new files, reprocesses changed ones and never touches unchanged ones", async () => {
+      const s = "discover";
+      expect(await ledger.discover(s, null, [file("b.csv"), file("a.csv"), file("a.csv"), file("d.csv")])).toEqual({ added: 3, changed: 0, unchanged: 0 });
+      const first = await ledger.claim({ ...base, source: s });
+      expect(paths(first)).toEqual(["a.csv", "b.csv", "d.csv"]);
+      await ledger.settle(first.map((f) => ({ id: f.id, status: "SUCCESS" as const, rows: 3, bytes: 10 })));
+      await ledger.settle([{ id: first[2]!.id, status: "FAILED", error: "late" }]); // settled already: ignored
+
+      // a unchanged, b new etag, d new size, c new
+      const again = [file("a.csv"), file("b.csv", "e2"), file("c.csv"), file("d.csv", "e1", 11)];
+      expect(await ledger.discover(s, null, again)).toEqual({ added: 1, changed: 2, unchanged: 1 });
+      expect(await ledger.discover(s, null, again)).toEqual({ added: 0, changed: 0, unchanged: 4 });
+      const rows = await ledger.list(s);
+      expect(rows.map((f) => [f.path, f.status, f.attempts, f.batchId, f.rows, f.etag, f.size])).toEqual([
+        ["a.csv", "SUCCESS", 1, "b1", 3, "e1", 10],
+        ["b.csv", "DISCOVERED", 0, null, null, "e2", 10],
+        ["c.csv", "DISCOVERED", 0, null, null, "e1", 10],
+        ["d.csv", "DISCOVERED", 0, null, null, "e1", 11],
+      ]);
+      expect(rows[0]).toMatchObject({ source: s, partition: null, bytes: 10, error: null, runId: "r1", claimedBy: null, lastModified: new Date("2025-01-01T00:00:00Z") });
+      expect(rows[0]!.id).toMatch(/^\d+$/);
+      expect(paths(await ledger.claim({ ...base, source: s, batchId: "b2" }))).toEqual(["b.csv", "c.csv", "d.csv"]);
+      expect(await ledger.counts(s)).toEqual({ DISCOVERED: 0, PROCESSING: 3, SUCCESS: 1, FAILED: 0, SKIPPED: 0 });
     });
 
-    it("retries a failed file after its backoff, up to maxAttempts; reclaims a timed-out claim with its previous batch", async () => {
-      const src = `s_${engine}_2`;
-      await ledger.discover(src, "2025-01-01", [file("x.csv"), file("y.csv")]);
-      const first = await ledger.claim({ ...claimOpts, source: src, partition: "2025-01-01" });
-      const x = first.find((f) => f.path === "x.csv")!;
-      await ledger.settle([{ id: x.id, status: "FAILED", error: "line 2: expected 2 columns, found 3" }], { retryBaseMs: 60_000 });
-      expect(await ledger.claim({ ...claimOpts, source: src, partition: "2025-01-01" })).toEqual([]); // backoff, and y is still claimed
-      await sql`update processed_files set next_attempt_at = now() - interval '1 second', claimed_at = now() - interval '2 minutes' where source = ${src}`.execute(store.db);
-      const second = await ledger.claim({ ...claimOpts, source: src, partition: "2025-01-01", batchId: "b9" });
-      expect(second.map((f) => [f.path, f.attempts, f.previousBatchId])).toEqual([["x.csv", 2, null], ["y.csv", 2, "b1"]]);
-      await ledger.settle([{ id: second[0]!.id, status: "FAILED", error: "again" }], { retryBaseMs: 0 });
-      expect((await ledger.claim({ ...claimOpts, source: src, partition: "2025-01-01" })).map((f) => f.path)).toEqual([]); // maxAttempts reached
-      expect((await ledger.list(src, { status: "FAILED" })).map((f) => [f.path, f.error])).toEqual([["x.csv", "again"]]);
-      expect(await ledger.release("w")).toBe(1);
-      expect((await ledger.list(src, { status: "DISCOVERED" })).map((f) => f.path)).toEqual(["y.csv"]);
+    it("claims in path order, up to the limit, within one partition", async () => {
+      const s = "order";
+      const day1 = Array.from({ length: 10 }, (_, i) => file(`2025-01-01/f${9 - i}.csv`));
+      await ledger.discover(s, "2025-01-01", day1);
+      await ledger.discover(s, "2025-01-02", [file("2025-01-02/a.csv")]);
+      const opts = { ...base, source: s, partition: "2025-01-01", limit: 4, batchId: "o1" };
+      expect(paths(await ledger.claim(opts))).toEqual(["2025-01-01/f0.csv", "2025-01-01/f1.csv", "2025-01-01/f2.csv", "2025-01-01/f3.csv"]);
+      expect(paths(await ledger.claim({ ...opts, batchId: "o2" }))).toEqual(["2025-01-01/f4.csv", "2025-01-01/f5.csv", "2025-01-01/f6.csv", "2025-01-01/f7.csv"]);
+      expect(await ledger.claim({ ...opts, limit: 0 })).toEqual([]);
+      const last = await ledger.claim({ ...opts, batchId: "o3" });
+      expect(paths(last)).toEqual(["2025-01-01/f8.csv", "2025-01-01/f9.csv"]);
+      expect(last[0]).toMatchObject({ attempts: 1, previousBatchId: null, etag: "e1", size: 10, lastModified: new Date("2025-01-01T00:00:00Z") });
+      expect(await ledger.claim(opts)).toEqual([]);
+      expect(await ledger.pendingPartitions(s)).toEqual(["2025-01-02"]);
+      expect(paths(await ledger.claim({ ...opts, partition: "2025-01-02" }))).toEqual(["2025-01-02/a.csv"]);
+      expect((await ledger.filesOfBatch("o2")).map((f) => [f.path, f.status, f.claimedBy, f.partition])).toEqual([
+        ["2025-01-01/f4.csv", "PROCESSING", "w1", "2025-01-01"],
+        ["2025-01-01/f5.csv", "PROCESSING", "w1", "2025-01-01"],
+        ["2025-01-01/f6.csv", "PROCESSING", "w1", "2025-01-01"],
+        ["2025-01-01/f7.csv", "PROCESSING", "w1", "2025-01-01"],
+      ]);
+    });
+
+    it("reclaims a timed-out claim with its previous batch, and a stale worker cannot settle it", async () => {
+      const s = "timeout";
+      await ledger.discover(s, null, [file("x.csv")]);
+      const [x] = await ledger.claim({ ...base, source: s, workerId: "dead", batchId: "t1" });
+      expect(await ledger.claim({ ...base, source: s, batchId: "t2" })).toEqual([]); // not timed out yet
+      await age(s, "claimed_at", 90_000);
+      // with retryBaseMs a lost attempt also waits the backoff: 60 s + 60 s · 2^0 > 90 s
+      expect(await ledger.claim({ ...base, source: s, batchId: "t2", retryBaseMs: 60_000 })).toEqual([]);
+      const [again] = await ledger.claim({ ...base, source: s, workerId: "w2", batchId: "t2" });
+      expect(again).toMatchObject({ id: x!.id, path: "x.csv", attempts: 2, previousBatchId: "t1" });
+
+      await ledger.settle([{ id: x!.id, status: "FAILED", error: "stale" }], { batchId: "t1" }); // the dead worker's: ignored
+      expect(await ledger.settleBatch("t1")).toBe(0);
+      expect((await ledger.list(s))[0]).toMatchObject({ status: "PROCESSING", claimedBy: "w2", batchId: "t2", error: null });
+      // recovery: batch b1 turns out committed, so the file is done without reprocessing
+      await ledger.settle([{ id: again!.id, status: "SUCCESS" }], { batchId: "t2" });
+      expect((await ledger.list(s))[0]).toMatchObject({ status: "SUCCESS", claimedBy: null, claimedAt: null });
+    });
+
+    it("retries a failed file after its exponential backoff, until maxAttempts", async () => {
+      const s = "retry";
+      await ledger.discover(s, null, [file("bad.csv"), file("skip.csv")]);
+      const opts = { ...base, source: s, maxAttempts: 2, batchId: "f1" };
+      const [bad, skip] = await ledger.claim(opts);
+      await ledger.settle([
+        { id: bad!.id, status: "FAILED", error: "line 2: expected 2 columns, found 3" },
+        { id: skip!.id, status: "SKIPPED", rows: 0, bytes: 0 },
+      ], { retryBaseMs: 60_000 });
+      let [row] = await ledger.list(s, { status: "FAILED" });
+      expect(row).toMatchObject({ path: "bad.csv", attempts: 1, claimedBy: null, claimedAt: null, error: "line 2: expected 2 columns, found 3" });
+      expect(row!.nextAttemptAt!.getTime() - row!.updatedAt.getTime()).toBe(60_000); // base · 2^0
+      expect(await ledger.claim(opts)).toEqual([]); // still backing off
+
+      await age(s, "next_attempt_at", 61_000);
+      const [retry] = await ledger.claim({ ...opts, batchId: "f2" });
+      expect(retry).toMatchObject({ path: "bad.csv", attempts: 2, previousBatchId: null });
+      expect((await ledger.list(s, { status: "PROCESSING" }))[0]!.nextAttemptAt).toBeNull();
+      await ledger.settle([{ id: retry!.id, status: "FAILED", error: "again" }], { retryBaseMs: 60_000 });
+      [row] = await ledger.list(s, { status: "FAILED" });
+      expect(row!.nextAttemptAt!.getTime() - row!.updatedAt.getTime()).toBe(120_000); // base · 2^1
+
+      await age(s, "next_attempt_at", 200_000);
+      expect(await ledger.claim(opts)).toEqual([]); // attempts 2 = maxAttempts: it stays FAILED
+      expect(paths(await ledger.claim({ ...opts, maxAttempts: 3 }))).toEqual(["bad.csv"]);
+      expect(await ledger.counts(s)).toEqual({ DISCOVERED: 0, PROCESSING: 1, SUCCESS: 0, FAILED: 0, SKIPPED: 1 });
+      expect(await ledger.list(s, { status: "SKIPPED", limit: 5 })).toHaveLength(1);
+    });
+
+    it("settles a whole batch after its commit", async () => {
+      const s = "batch";
+      await ledger.discover(s, null, [file("1.csv"), file("2.csv"), file("3.csv")]);
+      const claimed = await ledger.claim({ ...base, source: s, batchId: "batch-1" });
+      await ledger.settle([{ id: claimed[1]!.id, status: "FAILED", error: "corrupt" }]);
+      expect(await ledger.settleBatch("batch-1", "SUCCESS")).toBe(2);
+      expect(await ledger.settleBatch("batch-1")).toBe(0);
+      expect((await ledger.filesOfBatch("batch-1")).map((f) => [f.path, f.status])).toEqual([["1.csv", "SUCCESS"], ["2.csv", "FAILED"], ["3.csv", "SUCCESS"]]);
+      expect(await ledger.filesOfBatch("no-such-batch")).toEqual([]);
+      await expect(ledger.settle([{ id: claimed[0]!.id, status: "DONE" as "SUCCESS" }])).rejects.toThrow(/status DONE/);
+    });
+
+    it("releases a worker's claims on a graceful stop", async () => {
+      const s = "release";
+      await ledger.discover(s, null, [file("a.csv"), file("b.csv"), file("c.csv")]);
+      await ledger.claim({ ...base, source: s, workerId: "stopping", batchId: "r-1", limit: 2 });
+      await ledger.claim({ ...base, source: s, workerId: "other", batchId: "r-2" });
+      expect(await ledger.release("stopping")).toBe(2);
+      expect(await ledger.release("stopping")).toBe(0);
+      expect((await ledger.list(s)).map((f) => [f.path, f.status, f.attempts, f.claimedBy])).toEqual([
+        ["a.csv", "DISCOVERED", 0, null],
+        ["b.csv", "DISCOVERED", 0, null],
+        ["c.csv", "PROCESSING", 1, "other"],
+      ]);
+      const again = await ledger.claim({ ...base, source: s, batchId: "r-3" });
+      expect(again.map((f) => [f.path, f.attempts, f.previousBatchId])).toEqual([["a.csv", 1, "r-1"], ["b.csv", 1, "r-1"]]);
     });
   });
 }
 
-describe.skipIf(!db)("file ledger under concurrency", () => {
-  it("4 claimers with their own pools over 1,000 files claim each file exactly once", async () => {
-    const stores = await Promise.all([0, 1, 2, 3].map(() => StateStore.open({ url: db!.url, home: "/nonexistent" })));
-    try {
-      await new FileLedger(stores[0]!).discover("many", null, Array.from({ length: 1_000 }, (_, i) => file(`f${String(i).padStart(4, "0")}.csv`)));
-      const seen = await Promise.all(stores.map(async (s, w) => {
-        const ledger = new FileLedger(s);
-        const mine: string[] = [];
-        for (let batch = 0; ; batch++) {
-          const got = await ledger.claim({ ...claimOpts, source: "many", workerId: `w${w}`, batchId: `w${w}-${batch}`, limit: 25 });
-          if (got.length === 0) return mine;
-          mine.push(...got.map((f) => f.path));
-        }
-      }));
-      const all = seen.flat();
-      expect(all).toHaveLength(1_000);
-      expect(new Set(all).size).toBe(1_000);
-      expect(seen.filter((m) => m.length > 0).length).toBeGreaterThan(1);
-    } finally {
-      await Promise.all(stores.map((s) => s.close()));
-    }
+describe.skipIf(!pgUp)("FileLedger under concurrency, on PostgreSQL", () => {
+  let db: { url: string; drop(): Promise<void> };
+  let stores: StateStore[] = [];
+  beforeAll(async () => {
+    db = (await testDatabase())!;
+    // separate stores: separate pools, as separate worker processes would have
+    stores = await Promise.all([0, 1, 2, 3].map(() => StateStore.open({ url: db.url, home: "/nonexistent" })));
   });
-});
+  afterAll(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    await db?.drop();
+  });
 
-afterAll(async () => {
-  await db?.drop();
+  it("4 claimers over 1,000 files claim every file exactly once", async () => {
+    const files = Array.from({ length: 1_000 }, (_, i) => file(`f${String(i).padStart(4, "0")}.csv`));
+    expect(await new FileLedger(stores[0]!).discover("many", null, files)).toEqual({ added: 1_000, changed: 0, unchanged: 0 });
+    const claimed = await Promise.all(stores.map(async (store, w) => {
+      const ledger = new FileLedger(store);
+      const mine: string[] = [];
+      for (let batch = 0; ; batch++) {
+        const got = await ledger.claim({ ...base, source: "many", workerId: `w${w}`, batchId: `w${w}-${batch}`, limit: 25 });
+        if (got.length === 0) return mine;
+        expect(got.length).toBeLessThanOrEqual(25);
+        mine.push(...paths(got));
+      }
+    }));
+    const all = claimed.flat();
+    expect(new Set(all).size).toBe(all.length); // no file claimed twice
+    expect(all).toHaveLength(1_000);
+    expect(claimed.filter((mine) => mine.length > 0).length).toBeGreaterThan(1);
+    const ledger = new FileLedger(stores[0]!);
+    expect(await ledger.counts("many")).toMatchObject({ PROCESSING: 1_000, DISCOVERED: 0 });
+    expect((await ledger.list("many")).every((f) => f.attempts === 1)).toBe(true);
+  });
+
+  it("two processes discovering the same 20,000 files at once add each file once", async () => {
+    const files = Array.from({ length: 20_000 }, (_, i) => file(`d${i % 7}/f${String(i).padStart(5, "0")}.csv`));
+    const [a, b] = await Promise.all([new FileLedger(stores[1]!).discover("twice", null, files), new FileLedger(stores[2]!).discover("twice", null, [...files].reverse())]);
+    expect(a.added + b.added).toBe(20_000);
+    expect(a.changed + b.changed).toBe(0);
+    expect((await new FileLedger(stores[3]!).counts("twice")).DISCOVERED).toBe(20_000);
+  });
 });
