@@ -2,28 +2,19 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import type { DuckDBInstance } from "@duckdb/node-api";
 import picomatch from "picomatch";
-import { UserError } from "../errors.js";
+import { UserError, isUserError } from "../errors.js";
 import type { SensorContext, StepContext } from "../dag/types.js";
 import { stageFile, type CsvOptions, type RawFormat } from "../duckdb/stage.js";
 import type { ProjectSettings } from "../project/config.js";
 import type { FileLedger } from "../state/files.js";
-import { localStorage } from "../storage/local-storage.js";
+import { checkStorageConfig, createStorage, type ResolvedStorageConfig, type StorageConfig as GenericStorageConfig } from "../storage/index.js";
 import type { ObjectInfo, ObjectStorage } from "../storage/types.js";
 import { resolveSecret, type SecretRef } from "../secrets.js";
 import { defineAsset, type AssetOptions } from "./asset.js";
 import { newLocation, scratchDir } from "./data.js";
 
-export type StorageConfig =
-  | { type: "local"; root: string }
-  | {
-      type: "s3";
-      bucket: string;
-      prefix?: string;
-      endpoint?: string;
-      region?: string;
-      forcePathStyle?: boolean;
-      credentials?: { accessKeyId: string | SecretRef; secretAccessKey: string | SecretRef; sessionToken?: string | SecretRef };
-    };
+/** A rawFiles source: a folder, or an S3 prefix whose credentials may be `secret()` references. */
+export type StorageConfig = GenericStorageConfig<string | SecretRef>;
 
 export interface RawFilesOptions extends Omit<AssetOptions, "materialize" | "deps"> {
   storage: StorageConfig;
@@ -82,7 +73,7 @@ export function rawFiles(key: string, options: RawFilesOptions) {
 async function sense(ctx: SensorContext, key: string, options: RawFilesOptions): Promise<Array<string | null>> {
   const settings = await ctx.resource<ProjectSettings>("project");
   const ledger = await ctx.resource<FileLedger>("files");
-  const storage = await openStorage(options.storage, settings);
+  const storage = await openStorage(options.storage, settings, key);
   const [before, after = ""] = options.glob.split("{partition}");
   const prefix = before!.slice(0, before!.search(/[*?[{]|$/)).replace(/[^/]*$/, "");
   const matches = picomatch(options.glob.replaceAll("{partition}", "*"));
@@ -108,7 +99,7 @@ async function sense(ctx: SensorContext, key: string, options: RawFilesOptions):
 async function ingest(ctx: StepContext, options: RawFilesOptions) {
   const settings = await ctx.resource<ProjectSettings>("project");
   const ledger = await ctx.resource<FileLedger>("files");
-  const storage = await openStorage(options.storage, settings);
+  const storage = await openStorage(options.storage, settings, ctx.assetKey);
   const pattern = options.glob.replaceAll("{partition}", ctx.partitionKey ?? "");
   const prefix = pattern.slice(0, pattern.search(/[*?[{]|$/)).replace(/[^/]*$/, "");
   const matches = picomatch(pattern, { dot: false });
@@ -156,6 +147,8 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
         await warehouse.upload(staged, `${location}/${file.id}.parquet`);
         return { id: file.id, status: "SUCCESS" as const, rows: n, bytes: file.size };
       } catch (e) {
+        // The source itself is wrong (unreachable, access denied): fail the step, not the file.
+        if (isUserError(e)) throw e;
         const error = e instanceof Error ? e.message : String(e);
         failures.push({ path: file.path, error });
         ctx.log.error(`${file.path}: ${error}`, { file: file.path });
@@ -163,6 +156,9 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
       } finally {
         con.closeSync();
       }
+    }).catch(async (e: unknown) => {
+      await ledger.release(workerId); // the claims go back to DISCOVERED for the next run
+      throw e;
     });
     // Failures end now; ingested files stay PROCESSING in this batch until it is committed.
     await ledger.settle(results.filter((r) => r.status === "FAILED"));
@@ -188,34 +184,24 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
 }
 
 /** The source's storage, with its own credentials resolved now (never process-global). */
-async function openStorage(config: StorageConfig, settings: ProjectSettings): Promise<ObjectStorage> {
-  if (config.type === "local") return localStorage({ root: config.root, baseDir: settings.dir });
-  const { s3Storage } = await import("../storage/s3-storage.js");
-  const c = config.credentials;
-  return s3Storage({
-    bucket: config.bucket,
-    ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
-    ...(config.endpoint !== undefined ? { endpoint: config.endpoint } : {}),
-    ...(config.region !== undefined ? { region: config.region } : {}),
-    ...(config.forcePathStyle !== undefined ? { forcePathStyle: config.forcePathStyle } : {}),
-    ...(c
-      ? { credentials: { accessKeyId: resolveSecret(c.accessKeyId), secretAccessKey: resolveSecret(c.secretAccessKey), ...(c.sessionToken ? { sessionToken: resolveSecret(c.sessionToken) } : {}) } }
-      : {}),
-  });
+async function openStorage(config: StorageConfig, settings: ProjectSettings, key: string): Promise<ObjectStorage> {
+  const resolved: ResolvedStorageConfig =
+    config.type === "s3" && config.credentials
+      ? { ...config, credentials: resolveCredentials(config.credentials, resolveSecret) }
+      : (config as ResolvedStorageConfig);
+  return createStorage(resolved, settings.dir, `rawFiles \`${key}\` storage`);
 }
 
-/** Checks a storage config's shape at definition time; a mistake names the field. */
+/** Checks a storage config's shape at definition time (secrets stand in as placeholders). */
 function checkStorage(key: string, config: StorageConfig): void {
-  const where = `rawFiles \`${key}\` storage`;
-  if (typeof config !== "object" || config === null) throw new UserError(`${where}: expected { type: "local", root } or { type: "s3", bucket, … }`);
-  if (config.type === "local") {
-    if (typeof config.root !== "string" || config.root === "") throw new UserError(`${where}.root: expected a folder path`);
-  } else if (config.type === "s3") {
-    if (typeof config.bucket !== "string" || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(config.bucket)) throw new UserError(`${where}.bucket: expected an S3 bucket name, got \`${String(config.bucket)}\``);
-    if (config.endpoint !== undefined && !/^https?:\/\//.test(config.endpoint)) throw new UserError(`${where}.endpoint: expected an http(s):// URL, got \`${config.endpoint}\``);
-  } else {
-    throw new UserError(`${where}.type: expected "local" or "s3", got \`${String((config as { type?: unknown }).type)}\``);
-  }
+  const shaped = typeof config === "object" && config !== null && config.type === "s3" && config.credentials
+    ? { ...config, credentials: resolveCredentials(config.credentials, (v) => (typeof v === "string" ? v : "secret")) }
+    : config;
+  checkStorageConfig(shaped, `rawFiles \`${key}\` storage`);
+}
+
+function resolveCredentials(c: NonNullable<Extract<StorageConfig, { type: "s3" }>["credentials"]>, value: (v: string | SecretRef) => string) {
+  return { accessKeyId: value(c.accessKeyId), secretAccessKey: value(c.secretAccessKey), ...(c.sessionToken !== undefined ? { sessionToken: value(c.sessionToken) } : {}) };
 }
 
 /** Maps with at most `limit` calls in flight, results in input order. */

@@ -7,8 +7,11 @@ export type { ObjectInfo, ObjectStorage } from "./types.js";
 export { localStorage, type LocalStorageOptions } from "./local-storage.js";
 export { s3Storage, ObjectNotFoundError, type S3StorageOptions } from "./s3-storage.js";
 
-/** Where a source's objects live, with its credentials already resolved to strings. */
-export type ResolvedStorageConfig =
+/**
+ * Where a source's objects live. `Secret` is how credentials are given: `string | SecretRef` in
+ * a pipeline module, plain strings once resolved at run time ({@link ResolvedStorageConfig}).
+ */
+export type StorageConfig<Secret = string> =
   | { type: "local"; root: string }
   | {
       type: "s3";
@@ -17,8 +20,11 @@ export type ResolvedStorageConfig =
       endpoint?: string;
       region?: string;
       forcePathStyle?: boolean;
-      credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+      credentials?: { accessKeyId: Secret; secretAccessKey: Secret; sessionToken?: Secret };
     };
+
+/** A storage config with its credentials resolved to strings. */
+export type ResolvedStorageConfig = StorageConfig<string>;
 
 const FIELDS = {
   local: ["type", "root"],

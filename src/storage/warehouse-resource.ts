@@ -17,15 +17,18 @@ export const warehouseResource: ResourceFactory<ObjectStorage> = {
     if (!settings.warehouse.startsWith("s3://")) return localStorage({ root: settings.warehouse });
     const m = /^s3:\/\/([^/]+)\/?(.*)$/.exec(settings.warehouse);
     if (!m || m[1] === "") throw new UserError(`warehouse \`${settings.warehouse}\` is not an s3://bucket/prefix URL`);
-    const { s3Storage } = await import("./s3-storage.js");
-    const s3 = settings.warehouseS3 ?? {};
-    return s3Storage({
-      bucket: m[1]!,
-      prefix: m[2] ?? "",
-      ...(s3.endpoint !== undefined ? { endpoint: s3.endpoint } : {}),
-      ...(s3.region !== undefined ? { region: s3.region } : {}),
-      ...(s3.forcePathStyle !== undefined ? { forcePathStyle: s3.forcePathStyle } : {}),
-      ...(s3.credentials ? { credentials: { accessKeyId: resolveSecret(s3.credentials.accessKeyId), secretAccessKey: resolveSecret(s3.credentials.secretAccessKey) } } : {}),
-    });
+    const { createStorage } = await import("./index.js");
+    const { credentials, ...s3 } = settings.warehouseS3 ?? {};
+    return createStorage(
+      {
+        type: "s3",
+        bucket: m[1]!,
+        prefix: m[2] ?? "",
+        ...s3,
+        ...(credentials ? { credentials: { accessKeyId: resolveSecret(credentials.accessKeyId), secretAccessKey: resolveSecret(credentials.secretAccessKey) } } : {}),
+      },
+      settings.dir,
+      "warehouseS3",
+    );
   },
 };

@@ -97,9 +97,22 @@ describe("rawFiles from S3", () => {
     }
   });
 
+  it("an unreachable source fails the step in one line and marks no file failed", async () => {
+    const { FileLedger } = await import("../../src/state/files.js");
+    const away = rawFiles("raw_away", {
+      storage: { type: "s3", bucket: "away-bucket", endpoint: "http://127.0.0.1:1", forcePathStyle: true, credentials: { accessKeyId: "k", secretAccessKey: "s" } },
+      glob: "*.csv", format: "csv",
+    });
+    const graph = AssetGraph.build([{ module: "t.ts", pipeline: pipeline("t", { assets: [away] }) }]);
+    const out = await materialize(store, graph, { assets: new Set(["raw_away"]), selection: "raw_away" }, { resources: pool });
+    expect(out.steps[0]!.error).toMatch(/^cannot reach S3 endpoint http:\/\/127\.0\.0\.1:1 \(/);
+    expect(await new FileLedger(store).list("raw_away")).toEqual([]);
+  });
+
   it("a bad storage config names the field", () => {
-    expect(() => rawFiles("r", { storage: { type: "s3", bucket: "B!" }, glob: "*.csv", format: "csv" })).toThrow("rawFiles `r` storage.bucket: expected an S3 bucket name, got `B!`");
+    expect(() => rawFiles("r", { storage: { type: "s3", bucket: "B!" }, glob: "*.csv", format: "csv" })).toThrow("rawFiles `r` storage.bucket: expected an S3 bucket name (3-63 of a-z 0-9 . -), got `B!`");
     expect(() => rawFiles("r", { storage: { type: "ftp" } as never, glob: "*.csv", format: "csv" })).toThrow('rawFiles `r` storage.type: expected "local" or "s3", got `ftp`');
+    expect(() => rawFiles("r", { storage: { type: "s3", bucket: "ok-bucket", endpont: "http://x" } as never, glob: "*.csv", format: "csv" })).toThrow("rawFiles `r` storage.endpont: unknown field for s3 storage; did you mean `endpoint`?");
     expect(() => rawFiles("r", { storage: { type: "local", root: "x" }, glob: "*.csv", format: "xml" as never })).toThrow("rawFiles `r`: format `xml` is not one of csv, json, ndjson, parquet");
   });
 });
