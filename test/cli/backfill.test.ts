@@ -91,6 +91,8 @@ describe.skipIf(!db)("floe backfill", () => {
       [["backfill", "--select", "raw", "--from", "2025-01-01", "--to", "2025-01-02", "--policy", "weekly"], "floe: unknown backfill policy `weekly`; use per-partition, single-run or chunks:N"],
       [["backfill", "--select", "raw", "--from", "2024-12-01", "--to", "2025-01-02"], "floe: partition `2024-12-01` is before the first partition `2025-01-01`"],
       [["backfill", "retry", "feedbeef"], "floe: unknown backfill `feedbeef`"],
+      [["backfill", "--select", "raw", "--from", "2025-01-01", "--to", "2025-01-02", "--concurrency", "0"], "floe: --concurrency must be a positive whole number, got `0`"],
+      [["worker", "--until-empty", "--metrics-port", "http"], "floe: --metrics-port must be a port number (0-65535), got `http`"],
       [["backfill", "--select", "raw"], "floe: floe backfill needs --select SEL --from KEY --to KEY (or `floe backfill retry <id>` / `floe backfill cancel <id>`)"],
     ];
     for (const [args, message] of cases) {
