@@ -2,7 +2,7 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "test/**/*.test.tsx"],
     // Full-scale crash and concurrency trials run only under `npm run test:soak`.
     exclude: process.env.FLOE_SOAK ? ["**/node_modules/**"] : ["**/node_modules/**", "test/soak/**"],
     pool: "forks",
