@@ -1,13 +1,14 @@
-// The `analytics` pipeline chains on `orders` and `customers` by key, without importing them.
+// The `analytics` pipeline chains on the Iceberg table `lake.orders` and on `customers` by key,
+// without importing them.
 import { checks, duckdbTable, pipeline } from "floe";
 import { daily } from "./orders.ts";
 
 export const dailyRevenue = duckdbTable("daily_revenue", {
-  deps: ["orders", "customers"],
+  deps: ["lake.orders", "customers"],
   partitions: daily,
   sql: ({ ref }) => `
     select c.country, count(*) as orders, round(sum(o.amount), 2) as revenue
-    from ${ref("orders")} o join ${ref("customers")} c on c.id = o.customer_id
+    from ${ref("lake.orders")} o join ${ref("customers")} c on c.id = o.customer_id
     group by c.country order by c.country`,
   checks: [checks.range("revenue", { min: 0 })],
   tags: { team: "finance" },

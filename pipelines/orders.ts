@@ -1,7 +1,8 @@
-// The `orders` pipeline: raw files landing in data/landing are validated into DuckDB tables.
+// The `orders` pipeline: raw files landing in data/landing are validated into DuckDB tables,
+// then appended to an Iceberg v2 table (lake.orders) that Spark, Trino or DuckDB can read.
 // `npm run demo` writes the landing folder (scripts/landing.mjs) and materializes everything.
 import { z } from "zod";
-import { checks, duckdbTable, partitions, pipeline, rawFiles } from "floe";
+import { checks, duckdbTable, icebergTable, partitions, pipeline, rawFiles } from "floe";
 
 export const daily = partitions.daily({ start: "2025-01-01", end: "2025-01-07" });
 const landing = { type: "local", root: "data/landing" } as const;
@@ -38,4 +39,11 @@ export const orders = duckdbTable("orders", {
   onInvalidRows: "quarantine",
 });
 
-export default pipeline("orders", { assets: [rawOrders, rawCustomers, customers, orders] });
+// Every validated row lands in Iceberg once: a rematerialized day replaces that day's rows.
+export const lakeOrders = icebergTable("lake.orders", {
+  from: orders,
+  partitionBy: [{ column: "ts", transform: "day" }],
+  mode: "append",
+});
+
+export default pipeline("orders", { assets: [rawOrders, rawCustomers, customers, orders, lakeOrders] });

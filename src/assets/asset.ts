@@ -1,4 +1,5 @@
 import { UserError } from "../errors.js";
+import { withDuckdb, type AssetContext } from "./asset-context.js";
 import type { PartitionMapping } from "../dag/mappings.js";
 import type { PartitionsDefinition } from "../dag/partitions.js";
 import {
@@ -94,15 +95,26 @@ export function defineAsset(key: string, options: KindAssetOptions): AssetDefini
  *
  * @example
  * export const dailyRevenue = asset("daily_revenue", {
- *   deps: [orders],
+ *   deps: [lakeOrders],
+ *   partitions: daily,
  *   async materialize(ctx) {
- *     ctx.log.info("summing");
- *     return { metadata: { revenue: 42 } };
+ *     const rows = await ctx.duckdb.all(`select sum(amount) as revenue from ${ctx.ref(lakeOrders)}`);
+ *     return { metadata: { revenue: rows[0]?.revenue } };
  *   },
  * });
  */
-export function asset(key: string, options: AssetOptions): AssetDefinition {
-  return defineAsset(key, { ...options, kind: "asset" });
+export function asset(key: string, options: PlainAssetOptions): AssetDefinition {
+  const materialize = options?.materialize;
+  return defineAsset(key, {
+    ...options,
+    kind: "asset",
+    materialize: typeof materialize === "function" ? (ctx) => materialize(withDuckdb(ctx)) : (materialize as never),
+  });
+}
+
+/** A plain asset's options: its `materialize(ctx)` also gets `ctx.duckdb` and `ctx.ref`. */
+export interface PlainAssetOptions extends Omit<AssetOptions, "materialize"> {
+  materialize(ctx: AssetContext): Promise<MaterializeResult | void> | MaterializeResult | void;
 }
 
 export interface PipelineOptions {

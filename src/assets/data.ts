@@ -2,13 +2,15 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { StepContext } from "../dag/types.js";
+import { literal } from "../duckdb/sql.js";
 import type { ProjectSettings } from "../project/config.js";
 import type { ObjectStorage } from "../storage/types.js";
 import { isAssetDefinition, type AssetDefinition } from "../dag/types.js";
 
 /**
  * How data-plane kinds hand tables to each other: a materialization's metadata names a
- * `location`, a warehouse prefix whose `*.parquet` files are the data of that asset partition.
+ * `location`, a warehouse prefix whose `*.parquet` files are the data of that asset partition
+ * (or `locations`, one per batch; or `files`, the Parquet keys themselves, as Iceberg tables do).
  * Each materialization writes a new location (by run), so readers never see a half-written one
  * and the state store's latest materialization says which location is current.
  */
@@ -38,6 +40,10 @@ export async function scratchDir(ctx: StepContext): Promise<string> {
 export async function localParquetFiles(warehouse: ObjectStorage, locations: readonly string[], scratch: string): Promise<string[]> {
   const byName = new Map<string, string>();
   for (const location of locations) {
+    if (location.endsWith(".parquet")) {
+      byName.set(location, location);
+      continue;
+    }
     for await (const page of warehouse.list(`${location}/`)) {
       for (const o of page) if (o.key.endsWith(".parquet")) byName.set(o.key.slice(o.key.lastIndexOf("/") + 1), o.key);
     }
@@ -68,11 +74,29 @@ export function upstreamLocations(ctx: StepContext, dep: AssetDefinition | strin
     throw new Error(`\`${key}\`${ctx.partitionKey ? ` partition ${ctx.partitionKey}` : ""} has not been materialized yet; materialize it first (select +${ctx.assetKey})`);
   }
   return mats.map((m) => {
-    const { location, locations } = m.metadata;
+    const { location, locations, files } = m.metadata;
+    if (Array.isArray(files)) return files.filter((f): f is string => typeof f === "string");
     if (Array.isArray(locations)) return locations.filter((l): l is string => typeof l === "string");
     if (typeof location !== "string") {
       throw new Error(`\`${key}\` is not a table (no location in its metadata); ref() reads rawFiles, duckdbTable and icebergTable assets`);
     }
     return [location];
   });
+}
+
+/**
+ * A DuckDB table expression over what this step reads of an upstream table asset: a
+ * `read_parquet` of its current files (copied to `scratch` first when the warehouse is remote).
+ * Throws, naming the asset, when the upstream holds no file.
+ *
+ * @example
+ * const from = await upstreamReadSql(ctx, warehouse, scratch, "orders"); // read_parquet([...], union_by_name = true)
+ */
+export async function upstreamReadSql(ctx: StepContext, warehouse: ObjectStorage, scratch: string, dep: string): Promise<string> {
+  const files: string[] = [];
+  for (const group of upstreamLocations(ctx, dep)) files.push(...(await localParquetFiles(warehouse, group, scratch)));
+  if (files.length === 0) {
+    throw new Error(`\`${dep}\`${ctx.partitionKey ? ` partition ${ctx.partitionKey}` : ""} has no data yet (its materialization holds no file)`);
+  }
+  return `read_parquet([${files.map(literal).join(", ")}], union_by_name = true)`;
 }

@@ -3,12 +3,12 @@ import type { DuckDBInstance } from "@duckdb/node-api";
 import type { z } from "zod";
 import type { StepContext } from "../dag/types.js";
 import { runChecks, type CheckDefinition, type CheckResult } from "../duckdb/checks.js";
-import { contractFromZod, typedSql, type ColumnContract } from "../duckdb/contract.js";
+import { contractFromZod, rawColumn, typedSql, type ColumnContract } from "../duckdb/contract.js";
 import { ident, literal } from "../duckdb/sql.js";
 import { describeDuckDbError } from "../duckdb/stage.js";
 import type { ObjectStorage } from "../storage/types.js";
 import { defineAsset, type AssetDep, type AssetOptions } from "./asset.js";
-import { localParquetFiles, newLocation, scratchDir, upstreamLocations } from "./data.js";
+import { newLocation, scratchDir, upstreamReadSql } from "./data.js";
 
 export interface DuckdbTableOptions extends Omit<AssetOptions, "materialize"> {
   /** The table's SQL; `ref(asset)` reads an upstream table (the same partition, unless mapped). */
@@ -49,14 +49,7 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
   try {
     // Resolve ref()s first: each becomes a read_parquet over the upstream's current files.
     const reads = new Map<string, string>();
-    for (const dep of ctx.asset.deps) {
-      const files: string[] = [];
-      for (const group of upstreamLocations(ctx, dep)) files.push(...(await localParquetFiles(warehouse, group, scratch)));
-      if (files.length === 0) {
-        throw new Error(`\`${dep}\`${ctx.partitionKey ? ` partition ${ctx.partitionKey}` : ""} has no data yet (its materialization holds no file)`);
-      }
-      reads.set(dep, `read_parquet([${files.map(literal).join(", ")}], union_by_name = true)`);
-    }
+    for (const dep of ctx.asset.deps) reads.set(dep, await upstreamReadSql(ctx, warehouse, scratch, dep));
     const ref = (dep: AssetDep): string => {
       const k = typeof dep === "string" ? dep : dep.key;
       const r = reads.get(k);
@@ -64,30 +57,34 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
       return r;
     };
     const userSql = options.sql({ ref, partition: ctx.partitionKey }).trim().replace(/;\s*$/, "");
-    // _floe_n numbers the rows so invalid ones can be joined back to their raw values.
-    await sqlStep(ctx, () => con.run(`CREATE TEMP TABLE _floe_src AS SELECT *, row_number() OVER () AS _floe_n FROM (${userSql})`));
-    await con.run("CREATE TEMP VIEW _floe_out AS SELECT * EXCLUDE (_floe_n) FROM _floe_src");
-
+    // The user's SQL runs once, into one temp table that every later pass reads (checks, copy).
     let valid = "_floe_out";
     let invalidRows = 0;
     let quarantine: string | undefined;
-    if (contract) {
-      const columns = (await con.runAndReadAll("DESCRIBE _floe_src")).getRowObjectsJS().map((r) => String(r.column_name));
+    if (!contract) {
+      await sqlStep(ctx, () => con.run(`CREATE TEMP TABLE _floe_out AS ${userSql}`));
+    } else {
+      const described = await sqlStep(ctx, () => con.runAndReadAll(`DESCRIBE ${userSql}`));
+      const columns = described.getRowObjectsJS().map((r) => String(r.column_name));
       const missing = contract.filter((c) => !columns.includes(c.name)).map((c) => c.name);
       if (missing.length > 0) throw new Error(`SQL of \`${ctx.assetKey}\` returns no column ${missing.map((m) => `\`${m}\``).join(", ")}, which \`columns\` requires`);
-      const keep = columns.filter((c) => c === "_floe_source_file" || c === "_floe_row" || c === "_floe_n");
-      await con.run(`CREATE TEMP TABLE _floe_typed AS ${typedSql("_floe_src", contract, keep)}`);
+      const quarantining = (options.onInvalidRows ?? "fail") === "quarantine";
+      const named = new Set(contract.map((c) => c.name));
+      // lineage columns always; every other column too when invalid rows are kept as they came
+      const keep = columns.filter((c) => !named.has(c) && (quarantining || c === "_floe_source_file" || c === "_floe_row"));
+      await sqlStep(ctx, () => con.run(`CREATE TEMP TABLE _floe_typed AS ${typedSql(`(${userSql})`, contract, keep, quarantining)}`));
       invalidRows = Number((await con.runAndReadAll("SELECT count(*) AS n FROM _floe_typed WHERE _floe_reason IS NOT NULL")).getRowObjectsJS()[0]?.n ?? 0);
       if (invalidRows > 0) {
-        if ((options.onInvalidRows ?? "fail") === "fail") {
+        if (!quarantining) {
           const examples = (await con.runAndReadAll(`SELECT ${keep.includes("_floe_source_file") ? "_floe_source_file, " : ""}${keep.includes("_floe_row") ? "_floe_row, " : ""}_floe_reason FROM _floe_typed WHERE _floe_reason IS NOT NULL LIMIT 3`)).getRowObjectsJS();
           const shown = examples.map((e) => `${e._floe_source_file ? `${String(e._floe_source_file)}${e._floe_row ? ` row ${String(e._floe_row)}` : ""}: ` : ""}${String(e._floe_reason)}`);
           throw new Error(`${invalidRows} invalid row${invalidRows === 1 ? "" : "s"} in \`${ctx.assetKey}\` (onInvalidRows: "fail"), e.g. ${shown.join("; ")}`);
         }
         quarantine = newLocation("quarantine", ctx);
         const qFile = join(scratch, "quarantine.parquet");
-        // the raw values, as they came, with the reason
-        await con.run(`COPY (SELECT s.* EXCLUDE (_floe_n), t._floe_reason FROM _floe_src s JOIN _floe_typed t USING (_floe_n) WHERE t._floe_reason IS NOT NULL ORDER BY _floe_n) TO ${literal(qFile)} (FORMAT parquet)`);
+        // the raw values, as they came, in the SQL's column order, with the reason
+        const rawValues = columns.map((c) => (named.has(c) ? `${ident(rawColumn(contract.findIndex((x) => x.name === c)))} AS ${ident(c)}` : ident(c)));
+        await con.run(`COPY (SELECT ${rawValues.join(", ")}, _floe_reason FROM _floe_typed WHERE _floe_reason IS NOT NULL) TO ${literal(qFile)} (FORMAT parquet)`);
         await warehouse.upload(qFile, `${quarantine}/part-0.parquet`);
         ctx.log.warn(`${invalidRows} invalid rows quarantined`, { location: quarantine });
       }
@@ -102,28 +99,31 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
     const rows = Number(copied.getRowObjectsJS()[0]?.count ?? 0);
     const failed = results.filter((r) => !r.passed);
     for (const r of failed) ctx.log[r.severity === "error" ? "error" : "warn"](`check ${r.name} failed: ${r.message}`, { check: r.name, severity: r.severity, value: r.value });
+    const metadata = {
+      location,
+      rows,
+      invalidRows,
+      ...(quarantine ? { quarantine, quarantinedRows: invalidRows } : {}),
+      checks: results.map((r) => ({ name: r.name, severity: r.severity, passed: r.passed, message: r.message })),
+    };
     const blocking = failed.filter((r) => r.severity === "error");
     if (blocking.length > 0) {
-      throw new Error(`check${blocking.length === 1 ? "" : "s"} failed: ${blocking.map((r) => `${r.name}: ${r.message}`).join("; ")}`);
+      // the failed step still records its check results and what was quarantined; nothing was written
+      const { checks, invalidRows: invalid } = metadata;
+      throw Object.assign(new Error(`check${blocking.length === 1 ? "" : "s"} failed: ${blocking.map((r) => `${r.name}: ${r.message}`).join("; ")}`), {
+        metadata: { invalidRows: invalid, ...(quarantine ? { quarantine, quarantinedRows: invalidRows } : {}), checks },
+      });
     }
     await warehouse.upload(out, `${location}/part-0.parquet`);
-    return {
-      metadata: {
-        location,
-        rows,
-        invalidRows,
-        ...(quarantine ? { quarantine } : {}),
-        checks: results.map((r) => ({ name: r.name, severity: r.severity, passed: r.passed, message: r.message })),
-      },
-    };
+    return { metadata };
   } finally {
     con.closeSync();
   }
 }
 
-async function sqlStep(ctx: StepContext, run: () => Promise<unknown>): Promise<void> {
+async function sqlStep<T>(ctx: StepContext, run: () => Promise<T>): Promise<T> {
   try {
-    await run();
+    return await run();
   } catch (e) {
     throw new Error(`SQL of \`${ctx.assetKey}\`: ${describeDuckDbError(e)}`);
   }

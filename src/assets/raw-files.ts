@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { DuckDBInstance } from "@duckdb/node-api";
 import picomatch from "picomatch";
 import { UserError, isUserError } from "../errors.js";
@@ -8,7 +9,7 @@ import { stageFile, type CsvOptions, type RawFormat } from "../duckdb/stage.js";
 import type { ProjectSettings } from "../project/config.js";
 import type { FileLedger } from "../state/files.js";
 import { checkStorageConfig, createStorage, type ResolvedStorageConfig, type StorageConfig as GenericStorageConfig } from "../storage/index.js";
-import type { ObjectInfo, ObjectStorage } from "../storage/types.js";
+import { ObjectNotFoundError, type ObjectInfo, type ObjectStorage } from "../storage/types.js";
 import { resolveSecret, type SecretRef } from "../secrets.js";
 import { defineAsset, type AssetOptions } from "./asset.js";
 import { newLocation, scratchDir } from "./data.js";
@@ -104,9 +105,6 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
   const prefix = pattern.slice(0, pattern.search(/[*?[{]|$/)).replace(/[^/]*$/, "");
   const matches = picomatch(pattern, { dot: false });
 
-  // A crash after an earlier run recorded its batch but before it marked the files: finish that.
-  await ledger.settleMaterialized(ctx.assetKey, ctx.partitionKey);
-
   // Discover: list a page, keep what the glob matches, diff it against the ledger set-based.
   let seen = 0;
   for await (const page of storage.list(prefix)) {
@@ -119,56 +117,73 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
   const scratch = await scratchDir(ctx);
   const warehouse = await ctx.resource<ObjectStorage>("warehouse");
   const location = newLocation("raw", ctx);
-  const batchId = `${ctx.runId}:${ctx.assetKey}:${ctx.partitionKey ?? "_"}:${ctx.attempt}`;
+  // A batch is named by where its staged files go: the ledger alone then says which locations
+  // hold the partition's data.
+  const batchId = location;
   const workerId = `${hostname()}:${process.pid}`;
+  const local = storage.uri.startsWith("file:");
   let rows = 0;
   let bytes = 0;
   let ingested = 0;
   const failures: Array<{ path: string; error: string }> = [];
-  for (;;) {
-    const claimed = await ledger.claim({
-      source: ctx.assetKey,
-      partition: ctx.partitionKey,
-      workerId,
-      runId: ctx.runId,
-      batchId,
-      limit: options.batchSize ?? 500,
-      claimTimeoutMs: options.claimTimeoutMs ?? 600_000,
-      maxAttempts: options.maxAttempts ?? 3,
-    });
-    if (claimed.length === 0) break;
-    const results = await mapBounded(claimed, options.parallelism ?? 4, async (file) => {
-      const con = await db.connect();
-      try {
-        const src = join(scratch, "src", file.id);
-        await storage.download(file.path, src);
-        const staged = join(scratch, `${file.id}.parquet`);
-        const { rows: n } = await stageFile(con, { path: src, format: options.format, source: file.path, target: staged, ...(options.csv ? { csv: options.csv } : {}) });
-        await warehouse.upload(staged, `${location}/${file.id}.parquet`);
-        return { id: file.id, status: "SUCCESS" as const, rows: n, bytes: file.size };
-      } catch (e) {
-        // The source itself is wrong (unreachable, access denied): fail the step, not the file.
-        if (isUserError(e)) throw e;
-        const error = e instanceof Error ? e.message : String(e);
-        failures.push({ path: file.path, error });
-        ctx.log.error(`${file.path}: ${error}`, { file: file.path });
-        return { id: file.id, status: "FAILED" as const, error };
-      } finally {
-        con.closeSync();
-      }
-    }).catch(async (e: unknown) => {
-      await ledger.release(workerId); // the claims go back to DISCOVERED for the next run
-      throw e;
-    });
-    // Failures end now; ingested files stay PROCESSING in this batch until it is committed.
-    await ledger.settle(results.filter((r) => r.status === "FAILED"));
-    for (const r of results) {
-      if (r.status === "SUCCESS") {
-        rows += r.rows;
-        bytes += r.bytes;
-        ingested++;
+  // A batch can take longer than the claim timeout: keep its claims fresh while this step works,
+  // so another worker never takes over files that are still being ingested.
+  const claimTimeoutMs = options.claimTimeoutMs ?? 600_000;
+  const keepClaims = setInterval(() => void ledger.touch(batchId).catch(() => undefined), Math.max(250, claimTimeoutMs / 3));
+  try {
+    for (;;) {
+      // Shutting down: claim nothing more; what is ingested so far is committed as this batch, the
+      // rest stays DISCOVERED for the next run.
+      if (ctx.signal.aborted) break;
+      const claimed = await ledger.claim({
+        source: ctx.assetKey,
+        partition: ctx.partitionKey,
+        workerId,
+        runId: ctx.runId,
+        batchId,
+        limit: options.batchSize ?? 500,
+        claimTimeoutMs,
+        maxAttempts: options.maxAttempts ?? 3,
+      });
+      if (claimed.length === 0) break;
+      const results = await mapBounded(claimed, options.parallelism ?? 4, async (file) => {
+        const con = await db.connect();
+        try {
+          // A local source is read in place; a remote one is first copied to scratch by the SDK.
+          const src = local ? fileURLToPath(storage.uriOf(file.path)) : join(scratch, "src", file.id);
+          if (local) {
+            if ((await storage.head(file.path)) === undefined) throw new ObjectNotFoundError(file.path, storage.uriOf(file.path));
+          } else await storage.download(file.path, src);
+          const staged = join(scratch, `${file.id}.parquet`);
+          const { rows: n } = await stageFile(con, { path: src, format: options.format, source: file.path, target: staged, ...(options.csv ? { csv: options.csv } : {}) });
+          await warehouse.upload(staged, `${location}/${file.id}.parquet`);
+          return { id: file.id, status: "SUCCESS" as const, rows: n, bytes: file.size };
+        } catch (e) {
+          // The source itself is wrong (unreachable, access denied): fail the step, not the file.
+          if (isUserError(e)) throw e;
+          const error = e instanceof Error ? e.message : String(e);
+          failures.push({ path: file.path, error });
+          ctx.log.error(`${file.path}: ${error}`, { file: file.path });
+          return { id: file.id, status: "FAILED" as const, error };
+        } finally {
+          con.closeSync();
+        }
+      }).catch(async (e: unknown) => {
+        await ledger.release(workerId, batchId); // the claims go back to DISCOVERED for the next run
+        throw e;
+      });
+      // Failures end now; ingested files stay PROCESSING in this batch until it is committed.
+      await ledger.settle(results.filter((r) => r.status === "FAILED"));
+      for (const r of results) {
+        if (r.status === "SUCCESS") {
+          rows += r.rows;
+          bytes += r.bytes;
+          ingested++;
+        }
       }
     }
+  } finally {
+    clearInterval(keepClaims);
   }
   ctx.afterCommit(async () => void (await ledger.settleBatch(batchId)));
   const maxFailed = options.maxFailedFiles ?? 0;
@@ -176,10 +191,11 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
     const first = failures[0]!;
     throw new Error(`${failures.length} file${failures.length === 1 ? "" : "s"} failed (maxFailedFiles: ${maxFailed}), e.g. ${first.path}: ${first.error}`);
   }
-  // The partition's data is every file ingested so far: earlier locations, then this batch's
-  // (a reprocessed file's new version, same name, replaces its old one when read).
-  const earlier = await ledger.currentLocations(ctx.assetKey, ctx.partitionKey);
-  const locations = ingested > 0 ? [...earlier.filter((l) => l !== location), location] : earlier;
+  // The partition's data is every batch with files ingested so far, oldest first, then this one
+  // (a reprocessed file's new version, same name, replaces its old one when read). Read from the
+  // ledger, so a batch that a concurrent run settled after this list was made is in the next one.
+  const earlier = (await ledger.settledBatches(ctx.assetKey, ctx.partitionKey)).filter((b) => b !== location);
+  const locations = ingested > 0 ? [...earlier, location] : earlier;
   return { metadata: { location, locations, rows, bytes, files: ingested, failedFiles: failures.length, listed: seen, batchId } };
 }
 

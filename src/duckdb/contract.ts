@@ -78,18 +78,22 @@ function metaType(t: ZodAny): string | undefined {
 
 /**
  * SQL that types `source` by the contract and gives each row its reasons to be invalid:
- * every contract column cast with TRY_CAST, plus `_floe_reason` (NULL for a valid row), e.g.
+ * every contract column cast once with TRY_CAST, plus `_floe_reason` (NULL for a valid row), e.g.
  * `amount: cannot cast 'abc' to DOUBLE; id: missing`. Extra columns listed in `keep` pass through.
+ * With `raw`, each contract column's value as it came is kept too, as `rawColumn(i)`.
  *
  * @example
  * const q = typedSql("staged", contract, ["_floe_source_file"]);
  * await con.run(`create table typed as ${q}`);
  */
-export function typedSql(source: string, columns: readonly ColumnContract[], keep: readonly string[] = []): string {
-  const casts = columns.map((c) => `TRY_CAST(${ident(c.name)} AS ${c.type}) AS ${ident(c.name)}`);
-  const reasons = columns.map((c) => {
-    const col = ident(c.name);
-    const cast = `TRY_CAST(${col} AS ${c.type})`;
+export function typedSql(source: string, columns: readonly ColumnContract[], keep: readonly string[] = [], raw = false): string {
+  const inner = [
+    ...columns.map((c, i) => `TRY_CAST(${ident(c.name)} AS ${c.type}) AS ${ident(`__floe_t${i}`)}, ${ident(c.name)} AS ${ident(rawColumn(i))}`),
+    ...keep.map(ident),
+  ];
+  const reasons = columns.map((c, i) => {
+    const col = ident(rawColumn(i));
+    const cast = ident(`__floe_t${i}`);
     const parts = [
       c.required ? `WHEN ${col} IS NULL THEN ${literal(`${c.name}: missing`)}` : "",
       `WHEN ${col} IS NOT NULL AND ${cast} IS NULL THEN ${literal(`${c.name}: cannot cast '`)} || left(${col}::VARCHAR, 60) || ${literal(`' to ${c.type}`)}`,
@@ -98,5 +102,14 @@ export function typedSql(source: string, columns: readonly ColumnContract[], kee
     return `CASE ${parts.join(" ")} END`;
   });
   const reason = `NULLIF(concat_ws('; ', ${reasons.join(", ")}), '') AS _floe_reason`;
-  return `SELECT ${[...casts, ...keep.map(ident), reason].join(", ")} FROM ${source}`;
+  const outer = [
+    ...columns.map((c, i) => `${ident(`__floe_t${i}`)} AS ${ident(c.name)}`),
+    ...keep.map(ident),
+    ...(raw ? columns.map((_, i) => ident(rawColumn(i))) : []),
+    reason,
+  ];
+  return `SELECT ${outer.join(", ")} FROM (SELECT ${inner.join(", ")} FROM ${source})`;
 }
+
+/** The name under which typedSql keeps the raw value of the contract's column `i`. */
+export const rawColumn = (i: number): string => `__floe_raw${i}`;

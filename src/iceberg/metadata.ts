@@ -252,14 +252,15 @@ export function findSnapshotBySummary(m: TableMetadata, key: string, value: stri
 }
 
 /**
- * A fresh snapshot id: positive, random over 63 bits, unused in `m`.
+ * A fresh snapshot id: positive, random below 2^53 (exact for JSON.parse-based readers), unused in `m`.
  *
  * @example
- * newSnapshotId(m) // → 5276958600260276572n
+ * newSnapshotId(m) // → 1991844139719094n
  */
 export function newSnapshotId(m?: TableMetadata): bigint {
   for (;;) {
-    const id = randomBytes(8).readBigUInt64BE() & 0x7fff_ffff_ffff_ffffn;
+    // positive and below 2^53, so readers that parse metadata with JSON.parse keep it exact
+    const id = randomBytes(8).readBigUInt64BE() & 0x1f_ffff_ffff_ffffn;
     if (id > 0n && !m?.snapshots.some((s) => s["snapshot-id"] === id)) return id;
   }
 }

@@ -77,6 +77,16 @@ export interface TableWriteOptions extends SchemaChangeOptions {
    * writing and again on every retry.
    */
   dedupeKey?: string;
+  /**
+   * Exactly-once, generalized: returns the snapshot that already holds this write (or part of it),
+   * checked like `dedupeKey` before writing and on every retry; a hit returns `alreadyCommitted: true`.
+   */
+  committedIn?: (metadata: TableMetadata) => Snapshot | undefined;
+  /**
+   * Overwrite only: delete the live files whose adding snapshot matches (instead of the files of
+   * the partitions the rows touch), e.g. the files an earlier write of the same source added.
+   */
+  replaceWhere?: (addedBy: Snapshot | undefined) => boolean;
   /** Commit attempts after the first, on conflicts (default 10). */
   maxCommitRetries?: number;
   /** First backoff between attempts, doubled each time up to 2 s, plus jitter (default 50). */
@@ -163,8 +173,11 @@ async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
   const dedupe = o.dedupeKey === undefined ? undefined : { key: o.dedupeKey, value: o.summary?.[o.dedupeKey] };
   if (dedupe && dedupe.value === undefined) throw new Error(`dedupeKey "${dedupe.key}" is not a key of summary`);
 
+  const committed = (m: TableMetadata): Snapshot | undefined =>
+    (dedupe && findSnapshotBySummary(m, dedupe.key, dedupe.value as string)) || o.committedIn?.(m);
+
   let base = (await loadTable(o)) ?? (await createTable(o, columns));
-  const earlier = dedupe && findSnapshotBySummary(base.metadata, dedupe.key, dedupe.value as string);
+  const earlier = committed(base.metadata);
   if (earlier) return resultOf(earlier, base.metadataLocation, 0, true);
 
   // Data files are written once, with the schema and spec planned on the table as loaded now.
@@ -190,7 +203,7 @@ async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
       base = reloaded;
       const mine = base.metadata.snapshots.find((s) => s["snapshot-id"] === snapshotId);
       if (mine) return resultOf(mine, base.metadataLocation, attempt - 2, false); // an "unknown" commit did land
-      const dup = dedupe && findSnapshotBySummary(base.metadata, dedupe.key, dedupe.value as string);
+      const dup = committed(base.metadata);
       await removeQuietly(o.storage, maybeLanded);
       maybeLanded = [];
       if (dup) {
@@ -319,6 +332,7 @@ async function prepareCommit(
   const partitions = new Set(files.map((f) => partitionKey(f.partition)));
   const touched = new Set(partitions);
   if (mode === "overwrite") {
+    const snapshotById = new Map(m.snapshots.map((x) => [x["snapshot-id"], x]));
     const kept: ManifestFile[] = [];
     const rewritten: ManifestEntry[] = [];
     for (const mf of carried) {
@@ -329,7 +343,10 @@ async function prepareCommit(
       const entries = decodeManifest(await o.storage.read(keyOf(o.storage, mf.manifest_path)));
       const live = entries.filter((e) => e.status !== EntryStatus.Deleted);
       const tupleOf = (e: ManifestEntry): PartitionValue[] => spec.fields.map((pf) => coercePartitionValue(resultType(schema, pf), e.data_file.partition[pf.name]));
-      const hit = (e: ManifestEntry): boolean => spec.fields.length === 0 || partitions.has(partitionKey(tupleOf(e)));
+      const hit = (e: ManifestEntry): boolean =>
+        o.replaceWhere
+          ? o.replaceWhere(snapshotById.get(e.snapshot_id ?? mf.added_snapshot_id))
+          : spec.fields.length === 0 || partitions.has(partitionKey(tupleOf(e)));
       if (!live.some(hit)) {
         kept.push(mf);
         continue;
@@ -364,7 +381,7 @@ async function prepareCommit(
     "added-files-size": String(added.size),
     "changed-partition-count": String(touched.size),
     ...(mode === "overwrite"
-      ? { "deleted-data-files": String(removed.files), "deleted-records": String(removed.records), "removed-files-size": String(removed.size), "replace-partitions": "true" }
+      ? { "deleted-data-files": String(removed.files), "deleted-records": String(removed.records), "removed-files-size": String(removed.size), ...(o.replaceWhere ? {} : { "replace-partitions": "true" }) }
       : {}),
     ...totals(parent?.summary, added, removed),
   };

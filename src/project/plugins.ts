@@ -1,4 +1,5 @@
 import { duckdbResource } from "../duckdb/duckdb-resource.js";
+import { icebergCatalogResource } from "../iceberg/catalog-resource.js";
 import { FileLedger } from "../state/files.js";
 import { warehouseResource } from "../storage/warehouse-resource.js";
 import type { ResourceFactory } from "./resources.js";
@@ -13,4 +14,5 @@ export const builtinResources: Readonly<Record<string, ResourceFactory<unknown>>
   duckdb: duckdbResource as ResourceFactory<unknown>,
   warehouse: warehouseResource as ResourceFactory<unknown>,
   files: { create: async ({ store }) => new FileLedger(store) },
+  iceberg: icebergCatalogResource as ResourceFactory<unknown>,
 };

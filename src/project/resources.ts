@@ -1,5 +1,5 @@
 import type { Resources } from "../runner/runner.js";
-import type { StateStore } from "../state/index.js";
+import type { Migration, StateStore } from "../state/index.js";
 import type { ProjectSettings } from "./config.js";
 
 /** What a resource factory may use to build its resource. */
@@ -19,6 +19,18 @@ export interface ResourceEnv {
 export interface ResourceFactory<T> {
   create(env: ResourceEnv): Promise<T>;
   dispose?(value: T): Promise<void>;
+  /** Tables the resource keeps in the state store; run when the store opens (ids `<plugin>/NNNN_name`). */
+  migrations?: readonly Migration[];
+}
+
+/**
+ * The state-store migrations of a set of resource factories, for `StateStore.open({ extraMigrations })`.
+ *
+ * @example
+ * const store = await StateStore.open({ home, extraMigrations: resourceMigrations(builtinResources) });
+ */
+export function resourceMigrations(factories: Readonly<Record<string, ResourceFactory<unknown>>>): Migration[] {
+  return Object.values(factories).flatMap((f) => f.migrations ?? []);
 }
 
 /** Resources backed by factories, plus `close()` that disposes what was created. */

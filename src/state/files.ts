@@ -5,12 +5,6 @@ import type { StateStore } from "./store.js";
 
 export type { FileStatus } from "./schema.js";
 
-/**
- * Kept for `store.ts`, which still spreads it into its migrations: the ledger's table is now the
- * core migration `core/0002_processed_files` (migrations.ts), so this list is empty.
- * @deprecated remove its use from store.ts.
- */
-
 /** A file taken by `claim`: now PROCESSING in the caller's batch. */
 export interface ClaimedFile {
   id: string;
@@ -22,9 +16,8 @@ export interface ClaimedFile {
   attempts: number;
   /**
    * The batch of an earlier claim of this file that ended without being settled (its claim timed
-   * out, or its worker released it), else null. That batch may have been committed before its
-   * worker died: check (an Iceberg snapshot summary carries the batch id) and, if it was, settle
-   * this file SUCCESS instead of processing it again.
+   * out, or its worker released it), else null, for logs. A batch that a succeeded step recorded
+   * is settled before claiming, so such a file is never claimed again.
    */
   previousBatchId: string | null;
 }
@@ -238,6 +231,13 @@ export class FileLedger {
       opts.retryBaseMs === undefined || opts.retryBaseMs <= 0
         ? sql`make_interval(secs => ${secs(opts.claimTimeoutMs)})`
         : sql`make_interval(secs => ${secs(opts.claimTimeoutMs)} + ${secs(opts.retryBaseMs)} * power(2::float8, least(greatest(attempts - 1, 0), ${MAX_BACKOFF_EXPONENT})))`;
+    // A claim that timed out after its batch was recorded is done, not lost; one that timed out
+    // on its last attempt (the file stopped its worker every time) is a failure, not a retry.
+    await this.settleMaterialized(opts.source, opts.partition ?? null);
+    await sql`update processed_files set status = 'FAILED', claimed_by = null, claimed_at = null, updated_at = now(),
+        error = 'its worker stopped (crashed, killed or timed out) on each of ' || attempts || ' attempts while processing it'
+      where source = ${opts.source} and partition = ${opts.partition ?? ""} and status = 'PROCESSING'
+        and attempts >= ${opts.maxAttempts}::int and claimed_at < now() - ${lostWait}`.execute(this.store.db);
     const { rows } = await sql<{ id: string; path: string; etag: string; size: string; last_modified: Date | null; attempts: number; previous_batch_id: string | null }>`
       update processed_files f set
         status = 'PROCESSING', claimed_by = ${opts.workerId}, claimed_at = now(), attempts = f.attempts + 1,
@@ -248,7 +248,7 @@ export class FileLedger {
         where source = ${opts.source} and partition = ${opts.partition ?? ""}
           and (status = 'DISCOVERED'
             or (status = 'FAILED' and attempts < ${opts.maxAttempts}::int and next_attempt_at <= now())
-            or (status = 'PROCESSING' and claimed_at < now() - ${lostWait}))
+            or (status = 'PROCESSING' and attempts < ${opts.maxAttempts}::int and claimed_at < now() - ${lostWait}))
         order by path
         limit ${opts.limit}::int
         for update skip locked
@@ -304,31 +304,45 @@ export class FileLedger {
 
   /**
    * Recovery after a crash between a batch's commit and its settlement: marks SUCCESS the files
-   * still PROCESSING in the batch that the asset partition's latest materialization names
-   * (`metadata.batchId` in asset_partitions). Returns how many files it marked.
+   * still PROCESSING whose batch a succeeded step of the asset partition recorded
+   * (`metadata.batchId`), whichever materialization that was, so two crashes in a row hide no
+   * batch. Returns how many files it marked.
    *
    * @example
    * await ledger.settleMaterialized("raw_orders", "2025-01-01"); // before claiming
    */
   async settleMaterialized(source: string, partition: string | null): Promise<number> {
     const r = await sql`update processed_files set status = 'SUCCESS', error = null, claimed_by = null, claimed_at = null, updated_at = now()
-      where source = ${source} and status = 'PROCESSING' and batch_id in (
-        select metadata->>'batchId' from asset_partitions where asset = ${source} and partition = ${partition ?? ""})`.execute(this.store.db);
+      where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING' and batch_id in (
+        select s.metadata->>'batchId' from run_steps s
+        where s.asset = ${source} and s.partition = ${partition ?? ""} and s.status = 'success' and s.metadata->>'batchId' is not null)`.execute(this.store.db);
     return Number(r.numAffectedRows ?? 0);
   }
 
   /**
-   * Returns a worker's PROCESSING claims to DISCOVERED (a graceful stop), in one statement; the
-   * attempt is given back. The batch id is kept: the next claim reports it as `previousBatchId`.
+   * Renews the claims of a batch still being worked on (claimed_at = now), in one statement, so
+   * that a long batch is not taken for lost. Returns how many claims it renewed.
+   *
+   * @example
+   * setInterval(() => void ledger.touch(batchId), claimTimeoutMs / 3);
+   */
+  async touch(batchId: string): Promise<number> {
+    const r = await sql`update processed_files set claimed_at = now() where batch_id = ${batchId} and status = 'PROCESSING'`.execute(this.store.db);
+    return Number(r.numAffectedRows ?? 0);
+  }
+
+  /**
+   * Returns a worker's PROCESSING claims (of one batch, when given) to DISCOVERED (a graceful
+   * stop, a broken source), in one statement; the attempt is given back. The batch id is kept: the next claim reports it as `previousBatchId`.
    * Returns how many files it released.
    *
    * @example
    * process.once("SIGTERM", () => void ledger.release(workerId));
    */
-  async release(workerId: string): Promise<number> {
+  async release(workerId: string, batchId?: string): Promise<number> {
     const r = await sql`update processed_files set status = 'DISCOVERED', claimed_by = null, claimed_at = null,
         attempts = greatest(attempts - 1, 0), updated_at = now()
-      where claimed_by = ${workerId} and status = 'PROCESSING'`.execute(this.store.db);
+      where claimed_by = ${workerId} and status = 'PROCESSING' ${batchId === undefined ? sql`` : sql`and batch_id = ${batchId}`}`.execute(this.store.db);
     return Number(r.numAffectedRows ?? 0);
   }
 
@@ -346,17 +360,17 @@ export class FileLedger {
   }
 
   /**
-   * The warehouse locations that hold a raw asset partition's files so far (its latest
-   * materialization's `metadata.locations`).
+   * The batches with SUCCESS files of a source partition, oldest first (by when their files were
+   * first settled). A batch whose files were all reprocessed since is not listed.
    *
    * @example
-   * const locations = await ledger.currentLocations("raw_orders", "2025-01-01");
+   * const batches = await ledger.settledBatches("raw_orders", "2025-01-01");
    */
-  async currentLocations(source: string, partition: string | null): Promise<string[]> {
-    const { rows } = await sql<{ locations: unknown }>`select metadata->'locations' as locations from asset_partitions
-      where asset = ${source} and partition = ${partition ?? ""}`.execute(this.store.db);
-    const v = rows[0]?.locations;
-    return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+  async settledBatches(source: string, partition: string | null): Promise<string[]> {
+    const { rows } = await sql<{ batch_id: string }>`select batch_id from processed_files
+      where source = ${source} and partition = ${partition ?? ""} and status = 'SUCCESS' and batch_id is not null
+      group by batch_id order by min(updated_at), batch_id`.execute(this.store.db);
+    return rows.map((r) => r.batch_id);
   }
 
   /**

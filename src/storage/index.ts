@@ -5,7 +5,8 @@ import type { ObjectStorage } from "./types.js";
 
 export type { ObjectInfo, ObjectStorage } from "./types.js";
 export { localStorage, type LocalStorageOptions } from "./local-storage.js";
-export { s3Storage, ObjectNotFoundError, type S3StorageOptions } from "./s3-storage.js";
+export { s3Storage, type S3StorageOptions } from "./s3-storage.js";
+export { ObjectNotFoundError } from "./types.js";
 
 /**
  * Where a source's objects live. `Secret` is how credentials are given: `string | SecretRef` in

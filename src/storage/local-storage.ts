@@ -2,8 +2,7 @@ import { randomUUID } from "node:crypto";
 import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
-import { ObjectNotFoundError } from "./s3-storage.js";
-import type { ObjectInfo, ObjectStorage } from "./types.js";
+import { ObjectNotFoundError, type ObjectInfo, type ObjectStorage } from "./types.js";
 
 export interface LocalStorageOptions {
   /** Absolute folder, or relative to `baseDir`. */

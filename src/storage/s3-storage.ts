@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { UserError } from "../errors.js";
-import type { ObjectInfo, ObjectStorage } from "./types.js";
+import { ObjectNotFoundError, type ObjectInfo, type ObjectStorage } from "./types.js";
 
 export interface S3StorageOptions {
   bucket: string;
@@ -19,23 +19,6 @@ export interface S3StorageOptions {
   forcePathStyle?: boolean;
   /** Resolved values: this source's own credentials. Without them, the AWS default chain. */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-}
-
-/**
- * An object that does not exist (for example deleted between `list` and `download`). It is not
- * a {@link UserError}: a caller fails just that object and goes on.
- *
- * @example
- * try { await storage.download(key, path); } catch (e) { if (e instanceof ObjectNotFoundError) skip(e.key); else throw e; }
- */
-export class ObjectNotFoundError extends Error {
-  override readonly name = "ObjectNotFoundError";
-  constructor(
-    readonly key: string,
-    uri: string,
-  ) {
-    super(`${uri} does not exist`);
-  }
 }
 
 /** Objects above this size are uploaded in parts. */

@@ -33,3 +33,20 @@ export interface ObjectStorage {
   /** Absolute URI of a key: `uri + "/" + key`. */
   uriOf(key: string): string;
 }
+
+/**
+ * An object that does not exist (for example deleted between `list` and `download`). It is not
+ * a {@link UserError}: a caller fails just that object and goes on.
+ *
+ * @example
+ * try { await storage.download(key, path); } catch (e) { if (e instanceof ObjectNotFoundError) skip(e.key); else throw e; }
+ */
+export class ObjectNotFoundError extends Error {
+  override readonly name = "ObjectNotFoundError";
+  constructor(
+    readonly key: string,
+    uri: string,
+  ) {
+    super(`${uri} does not exist`);
+  }
+}

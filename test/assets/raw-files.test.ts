@@ -1,6 +1,6 @@
-import { mkdirSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { pipeline } from "../../src/assets/asset.js";
 import { duckdbTable } from "../../src/assets/duckdb-table.js";
@@ -66,6 +66,25 @@ describe("rawFiles → duckdbTable", () => {
     const out = await run([raw(0)]);
     expect(out.steps[0]!.status).toBe("failed");
     expect(out.steps[0]!.error).toMatch(/^1 file failed \(maxFailedFiles: 0\), e\.g\. orders\/2025-01-01\/worse\.csv: line 2: /);
+  });
+
+  it("a file deleted between listing and reading fails alone, naming it; the others are ingested", async () => {
+    const gone = rawFiles("raw_gone", { storage: { type: "local", root: "landing" }, glob: "gone/*.csv", format: "csv", maxFailedFiles: 1, maxAttempts: 1 });
+    put("gone/keep.csv", "id\n1\n");
+    put("gone/vanish.csv", "id\n2\n");
+    const ledger = new FileLedger(store);
+    await ledger.discover("raw_gone", null, [
+      { key: "gone/keep.csv", etag: "x", size: 5, lastModified: new Date() },
+      { key: "gone/vanish.csv", etag: "x", size: 5, lastModified: new Date() },
+    ]); // listed (by a sensor, say), then deleted before the run reads it
+    rmSync(join(landing, "gone", "vanish.csv"));
+    const out = await materialize(store, AssetGraph.build([{ module: "t.ts", pipeline: pipeline("t", { assets: [gone] }) }]), { assets: new Set(["raw_gone"]), selection: "*" }, { resources: pool });
+    expect(out.status).toBe("success");
+    expect(out.steps[0]!.metadata).toMatchObject({ files: 1, failedFiles: 1, rows: 1 });
+    const files = await ledger.list("raw_gone");
+    expect(files.map((f) => [f.path, f.status])).toEqual([["gone/keep.csv", "SUCCESS"], ["gone/vanish.csv", "FAILED"]]);
+    expect(files[1]!.error).toMatch(/gone\/vanish\.csv/);
+    expect(files[1]!.error).not.toContain("\n");
   });
 });
 

@@ -1,6 +1,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { pipeline } from "../../src/assets/asset.js";
 import { duckdbTable } from "../../src/assets/duckdb-table.js";
+import { icebergTable } from "../../src/assets/iceberg-table.js";
+import { icebergRead } from "icebird";
 import { AssetGraph } from "../../src/dag/graph.js";
 import { builtinResources } from "../../src/project/plugins.js";
 import { resourcePool } from "../../src/project/resources.js";
@@ -32,6 +34,35 @@ describe("an S3 warehouse", () => {
       for await (const page of s3.list("wh/tables/")) keys.push(...page.map((o) => o.key));
       expect(keys.filter((k) => k.endsWith("part-0.parquet")).map((k) => k.split("/")[2])).toEqual(["evens", "numbers"]);
     } finally {
+      await pool.close();
+    }
+  });
+
+  it("Iceberg tables on an S3 warehouse: committed, read back by an independent reader over the S3 protocol", async () => {
+    const settings = { ...engine.settings, warehouse: `s3://${server.bucket}/wh`, warehouseS3: { endpoint: server.endpoint, forcePathStyle: true, credentials: s3Credentials } };
+    const pool = resourcePool({ settings, store: engine.store }, builtinResources);
+    // icebird reads s3:// paths as https://<bucket>.s3.amazonaws.com/<key>: send those to s3rver
+    const realFetch = globalThis.fetch;
+    const aws = `https://${server.bucket}.s3.amazonaws.com/`;
+    globalThis.fetch = (input: string | URL | Request, init?: RequestInit) => {
+      const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+      return realFetch(url.startsWith(aws) ? `${server.endpoint}/${server.bucket}/${url.slice(aws.length)}` : input, init);
+    };
+    try {
+      let n = 5;
+      const numbers = duckdbTable("s3_numbers", { sql: () => `select range::BIGINT as n, 'x' || range as label from range(${n})` });
+      const lake = icebergTable("lake.s3_numbers", { from: numbers });
+      const graph = AssetGraph.build([{ module: "w.ts", pipeline: pipeline("w", { assets: [numbers, lake] }) }]);
+      const first = await materialize(engine.store, graph, { assets: new Set(graph.keys()), selection: "*" }, { resources: pool });
+      expect(first.status, JSON.stringify(first.steps)).toBe("success");
+      n = 7;
+      const second = await materialize(engine.store, graph, { assets: new Set(graph.keys()), selection: "*" }, { resources: pool });
+      expect(second.steps[1]!.metadata).toMatchObject({ addedRecords: 7, partitionRows: 7 });
+      expect(String(second.steps[1]!.metadata.metadataLocation)).toMatch(new RegExp(`^s3://${server.bucket}/wh/iceberg/lake/s3_numbers/metadata/`));
+      const rows = await icebergRead({ tableUrl: `s3://${server.bucket}/wh/iceberg/lake/s3_numbers` });
+      expect(rows.map((r) => Number(r.n)).sort()).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    } finally {
+      globalThis.fetch = realFetch;
       await pool.close();
     }
   });

@@ -13,8 +13,10 @@ afterAll(async () => {
 describe.skipIf(!db)("kill -9 during ingestion", () => {
   it("early and late kills: after the next start every row is in once, no file PROCESSING", async () => {
     const a = await crashTrial(project.dir, db!.url, "2025-02-01", 900);
-    const b = await crashTrial(project.dir, db!.url, "2025-02-02", 50, true); // right after the first claim
+    const b = await crashTrial(project.dir, db!.url, "2025-02-02", 50, "claim"); // right after the first claim
     expect((b.atKill.PROCESSING ?? 0) + (b.atKill.SUCCESS ?? 0)).toBeGreaterThan(0);
-    console.log(`ledger at kill: ${JSON.stringify(a.atKill)} / ${JSON.stringify(b.atKill)}`);
+    const c = await crashTrial(project.dir, db!.url, "2025-02-03", 0, "commit"); // as the Iceberg commit lands
+    expect(c.committedAtKill).toBe(true);
+    console.log(`ledger at kill: ${JSON.stringify(a.atKill)} / ${JSON.stringify(b.atKill)} / Iceberg committed: ${String(c.committedAtKill)}`);
   });
 });

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { builtinResources } from "../../src/project/plugins.js";
 import type { ProjectSettings } from "../../src/project/config.js";
-import { resourcePool, type ResourcePool } from "../../src/project/resources.js";
+import { resourceMigrations, resourcePool, type ResourcePool } from "../../src/project/resources.js";
 import { StateStore } from "../../src/state/index.js";
 import { testDatabase } from "./pg.js";
 
@@ -15,10 +15,11 @@ export async function testEngine(prefix: string): Promise<{ home: string; settin
   const home = mkdtempSync(join(tmpdir(), `floe-${prefix}-`));
   const settings: ProjectSettings = {
     dir: home, home, databaseUrl: undefined, warehouse: join(home, "warehouse"), concurrency: undefined,
-    eventRetentionDays: 30, shutdownGraceMs: 30_000, notifications: [], pools: {}, maxConcurrentRuns: undefined, warehouseS3: undefined,
+    eventRetentionDays: 30, shutdownGraceMs: 30_000, heartbeatMs: 5_000, notifications: [], pools: {}, maxConcurrentRuns: undefined, warehouseS3: undefined,
   };
   const db = await testDatabase();
-  const store = await StateStore.open(db ? { url: db.url, home } : { home });
+  const extraMigrations = resourceMigrations(builtinResources);
+  const store = await StateStore.open(db ? { url: db.url, home, extraMigrations } : { home, extraMigrations });
   const pool = resourcePool({ settings, store }, builtinResources);
   return {
     home, settings, store, pool,

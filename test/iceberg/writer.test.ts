@@ -6,7 +6,7 @@ import type { Kysely } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendRows, loadTable, overwritePartitions, type LoadedTable, type WriteResult } from "../../src/iceberg/table-writer.js";
 import { findSnapshotBySummary, currentSnapshot } from "../../src/iceberg/metadata.js";
-import { parseJson } from "../../src/iceberg/json.js";
+import { parseJson, stringifyJson } from "../../src/iceberg/json.js";
 import type { IcebergCatalogTables, SqlCatalog } from "../../src/iceberg/sql-catalog.js";
 import { listFiles, norm, openEnv, pgliteCatalog, readAvro, rows, type Env } from "./helpers.js";
 
@@ -179,22 +179,24 @@ describe("Iceberg table writer, read back by icebird", () => {
     for (const e of entries.filter((x) => x.status === 0)) expect(typeof e.sequence_number).toBe("bigint");
   });
 
-  it("keeps 64-bit snapshot ids exact in metadata JSON and Avro", async () => {
+  it("writes snapshot ids below 2^53 and keeps 64-bit ids exact in metadata JSON and Avro", async () => {
     const t = await load();
     const raw = readFileSync(fileURLToPath(t.metadataLocation), "utf8");
     const ids = t.metadata.snapshots.map((s) => s["snapshot-id"]);
     expect(ids.map(String)).toEqual(results.slice(0, 4).map((r) => r.snapshotId));
-    expect(ids.some((id) => id > 2n ** 53n)).toBe(true); // 63-bit random ids: all ≤ 2^53 has odds 2^-40
+    // ours stay exact for readers that use JSON.parse; a Java writer's 63-bit ids must survive us
+    const java = 5276958600260276572n;
+    expect(stringifyJson(parseJson(`{"snapshot-id": ${java}}`))).toContain(String(java));
     for (const id of ids) {
-      expect(id > 0n && id < 2n ** 63n).toBe(true);
+      expect(id > 0n && id < 2n ** 53n).toBe(true);
       expect(raw).toContain(`"snapshot-id": ${id}`);
       const list = readAvro(fileURLToPath(t.metadata.snapshots.find((s) => s["snapshot-id"] === id)?.["manifest-list"] ?? ""));
       expect(list.metadata["snapshot-id"]).toBe(id.toString());
       expect(list.records.some((r) => r.added_snapshot_id === id)).toBe(true);
     }
     const json = parseJson(raw) as Record<string, unknown>;
-    expect(json["current-snapshot-id"]).toBe(ids.at(-1));
-    expect((json.refs as Record<string, Record<string, unknown>>).main?.["snapshot-id"]).toBe(ids.at(-1));
+    expect(BigInt(json["current-snapshot-id"] as number)).toBe(ids.at(-1));
+    expect(BigInt((json.refs as Record<string, Record<string, number>>).main!["snapshot-id"]!)).toBe(ids.at(-1));
     expect(t.metadata["metadata-log"]).toHaveLength(4);
     expect(t.metadata["snapshot-log"].map((e) => e["snapshot-id"])).toEqual(ids);
   });

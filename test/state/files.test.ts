@@ -149,6 +149,54 @@ for (const engine of ["pglite", "postgres"] as const) {
       await expect(ledger.settle([{ id: claimed[0]!.id, status: "DONE" as "SUCCESS" }])).rejects.toThrow(/status DONE/);
     });
 
+    it("a batch still being worked on renews its claims, so nobody takes them over", async () => {
+      const s = "touch";
+      await ledger.discover(s, null, [file("long.csv")]);
+      await ledger.claim({ ...base, source: s, workerId: "busy", batchId: "long-1" });
+      await age(s, "claimed_at", 90_000); // older than the 60 s timeout…
+      expect(await ledger.touch("long-1")).toBe(1); // …but its worker is alive and renews it
+      expect(await ledger.claim({ ...base, source: s, workerId: "thief", batchId: "long-2" })).toEqual([]);
+      expect((await ledger.list(s))[0]).toMatchObject({ status: "PROCESSING", claimedBy: "busy", attempts: 1 });
+      expect(await ledger.touch("no-such-batch")).toBe(0);
+    });
+
+    it("a file whose claim keeps timing out (it kills its worker) ends FAILED after maxAttempts", async () => {
+      const s = "poison";
+      await ledger.discover(s, null, [file("poison.csv")]);
+      const opts = { ...base, source: s, maxAttempts: 2 };
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        const [p] = await ledger.claim({ ...opts, workerId: `dies-${attempt}`, batchId: `p${attempt}` });
+        expect(p).toMatchObject({ path: "poison.csv", attempts: attempt });
+        await age(s, "claimed_at", 90_000); // the worker died holding it
+      }
+      expect(await ledger.claim({ ...opts, batchId: "p3" })).toEqual([]);
+      expect((await ledger.list(s))[0]).toMatchObject({
+        status: "FAILED", attempts: 2, claimedBy: null,
+        error: "its worker stopped (crashed, killed or timed out) on each of 2 attempts while processing it",
+      });
+    });
+
+    it("after two crashes in a row, every recorded batch is settled, not only the latest", async () => {
+      const s = "two-crashes";
+      await ledger.discover(s, "2025-01-01", [file("a.csv"), file("b.csv")]);
+      const [a] = await ledger.claim({ ...base, source: s, partition: "2025-01-01", batchId: "crash-1", limit: 1 });
+      const [b] = await ledger.claim({ ...base, source: s, partition: "2025-01-01", batchId: "crash-2", limit: 1 });
+      // both batches were recorded by succeeded steps, and both processes died before settling
+      for (const batchId of ["crash-1", "crash-2"]) {
+        const run = await store.createRun({ trigger: "manual", steps: [{ asset: s, partition: "2025-01-01" }] });
+        await store.writeBatch({ steps: [{ runId: run.id, asset: s, partition: "2025-01-01", status: "success", metadata: { batchId } }] });
+      }
+      expect(await ledger.settleMaterialized(s, "2025-01-01")).toBe(2);
+      // a batch claimed by a step that failed is not settled
+      await ledger.discover(s, "2025-01-01", [file("a.csv"), file("b.csv"), file("c.csv")]);
+      const [c] = await ledger.claim({ ...base, source: s, partition: "2025-01-01", batchId: "failed-3", limit: 1 });
+      const failed = await store.createRun({ trigger: "manual", steps: [{ asset: s, partition: "2025-01-01" }] });
+      await store.writeBatch({ steps: [{ runId: failed.id, asset: s, partition: "2025-01-01", status: "failed", metadata: { batchId: "failed-3" } }] });
+      expect(await ledger.settleMaterialized(s, "2025-01-01")).toBe(0);
+      expect((await ledger.list(s)).map((f) => [f.path, f.status])).toEqual([["a.csv", "SUCCESS"], ["b.csv", "SUCCESS"], ["c.csv", "PROCESSING"]]);
+      expect([a!.path, b!.path, c!.path]).toEqual(["a.csv", "b.csv", "c.csv"]);
+    });
+
     it("releases a worker's claims on a graceful stop", async () => {
       const s = "release";
       await ledger.discover(s, null, [file("a.csv"), file("b.csv"), file("c.csv")]);
@@ -163,6 +211,13 @@ for (const engine of ["pglite", "postgres"] as const) {
       ]);
       const again = await ledger.claim({ ...base, source: s, batchId: "r-3" });
       expect(again.map((f) => [f.path, f.attempts, f.previousBatchId])).toEqual([["a.csv", 1, "r-1"], ["b.csv", 1, "r-1"]]);
+      // a release scoped to one batch leaves the worker's other batches alone
+      await ledger.release("other");
+      await ledger.release("w1");
+      await ledger.claim({ ...base, source: s, workerId: "both", batchId: "mine", limit: 1 });
+      await ledger.claim({ ...base, source: s, workerId: "both", batchId: "theirs", limit: 1 });
+      expect(await ledger.release("both", "mine")).toBe(1);
+      expect((await ledger.list(s, { status: "PROCESSING" })).map((f) => f.batchId)).toEqual(["theirs"]);
     });
   });
 }

@@ -1,0 +1,234 @@
+import type { DuckDBInstance } from "@duckdb/node-api";
+import { UserError } from "../errors.js";
+import type { StepContext } from "../dag/types.js";
+import { isAssetDefinition } from "../dag/types.js";
+import { literal } from "../duckdb/sql.js";
+import type { Catalog, TableIdentifier } from "../iceberg/catalog.js";
+import type { PartitionFieldInput, Transform } from "../iceberg/partition-spec.js";
+import type { Snapshot, TableMetadata } from "../iceberg/metadata.js";
+import type { WriteResult } from "../iceberg/table-writer.js";
+import type { ObjectStorage } from "../storage/types.js";
+import { defineAsset, type AssetDep, type AssetOptions } from "./asset.js";
+import { localParquetFiles, scratchDir, upstreamLocations } from "./data.js";
+
+export interface IcebergTableOptions extends Omit<AssetOptions, "materialize" | "deps"> {
+  /** The asset whose rows the table receives (a rawFiles, duckdbTable or icebergTable asset). */
+  from: AssetDep;
+  /** Further dependencies that only order the steps. */
+  deps?: readonly AssetDep[];
+  /** Iceberg identifier `namespace.table` (default: the asset key; a key without a dot goes to `default`). */
+  table?: string;
+  /** Partitioning of the table when it is created: identity, year, month, day or hour of a column. */
+  partitionBy?: readonly PartitionFieldInput[];
+  /**
+   * `append` (default): every upstream row lands once. Batches of a rawFiles `from` are appended
+   * as they arrive; a `from` that recomputes its partition (a duckdbTable) replaces the rows this
+   * asset partition added before. `overwrite-partition`: the rows replace every row of the
+   * Iceberg partitions they touch (dynamic partition overwrite), whoever wrote them.
+   */
+  mode?: "append" | "overwrite-partition";
+  /** Allow int→long, float→double and wider decimals when upstream widens a column. */
+  allowTypeWidening?: boolean;
+  /** Drop table columns upstream no longer has (default: an error naming the column). */
+  allowDropColumns?: boolean;
+  /** Table properties when the table is created. */
+  properties?: Readonly<Record<string, string>>;
+}
+
+const MODES = ["append", "overwrite-partition"] as const;
+const TRANSFORMS: readonly Transform[] = ["identity", "year", "month", "day", "hour"];
+/** Snapshot summary keys floe writes: what makes a retried or recovered commit a no-op. */
+const SUMMARY = { run: "floe.run-id", asset: "floe.asset", partition: "floe.partition", batches: "floe.batches", source: "floe.source", commit: "floe.commit" } as const;
+
+/**
+ * An Apache Iceberg v2 table fed by an upstream asset, written under
+ * `<warehouse>/iceberg/<namespace>/<table>` and committed through the SQL catalog in the state
+ * database. Exactly once: every commit names the upstream batches it holds in its snapshot
+ * summary, so a retried or recovered step appends only what no snapshot holds yet.
+ *
+ * @example
+ * export const lakeOrders = icebergTable("lake.orders", {
+ *   from: orders,
+ *   partitionBy: [{ column: "ts", transform: "day" }],
+ *   mode: "append",
+ * });
+ */
+export function icebergTable(key: string, options: IcebergTableOptions) {
+  const where = `icebergTable \`${key}\``;
+  if (!options || (typeof options.from !== "string" && !isAssetDefinition(options.from))) {
+    throw new UserError(`${where}: \`from\` must be an asset or an asset key string`);
+  }
+  const mode = options.mode ?? "append";
+  if (!MODES.includes(mode)) throw new UserError(`${where}: mode must be "append" or "overwrite-partition", got \`${String(mode)}\``);
+  for (const [i, f] of (options.partitionBy ?? []).entries()) {
+    if (typeof f?.column !== "string" || f.column === "") throw new UserError(`${where}: partitionBy[${i}].column must be a column name`);
+    if (f.transform !== undefined && !TRANSFORMS.includes(f.transform)) {
+      throw new UserError(`${where}: partitionBy[${i}].transform must be one of ${TRANSFORMS.join(", ")}, got \`${String(f.transform)}\``);
+    }
+  }
+  const table = identifier(options.table ?? key, where);
+  const from = options.from;
+  const partitions = options.partitions ?? (isAssetDefinition(from) ? from.partitions : undefined);
+  const { from: _from, deps, table: _table, partitionBy: _by, mode: _mode, allowTypeWidening: _w, allowDropColumns: _d, properties: _p, ...rest } = options;
+  return defineAsset(key, {
+    ...rest,
+    ...(partitions ? { partitions } : {}),
+    kind: "iceberg",
+    deps: [from, ...(deps ?? [])],
+    materialize: (ctx) => writeTable(ctx, options, table, mode),
+  });
+}
+
+function identifier(text: string, where: string): TableIdentifier {
+  const parts = text.split(".");
+  if (parts.some((p) => p === "" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(p))) {
+    throw new UserError(`${where}: table \`${text}\` is not a valid Iceberg identifier (namespace.table, letters, digits and _)`);
+  }
+  return parts.length === 1 ? { namespace: ["default"], name: parts[0]! } : { namespace: parts.slice(0, -1), name: parts.at(-1)! };
+}
+
+async function writeTable(ctx: StepContext, options: IcebergTableOptions, table: TableIdentifier, mode: "append" | "overwrite-partition") {
+  // The writer (avsc, manifests) loads only when a table is written: pipeline modules stay light.
+  const [{ appendRows, loadTable, overwritePartitions }, { liveDataFiles }] = await Promise.all([import("../iceberg/table-writer.js"), import("../iceberg/table-reader.js")]);
+  const catalog = await ctx.resource<Catalog>("iceberg");
+  const warehouse = await ctx.resource<ObjectStorage>("warehouse");
+  const db = await ctx.resource<DuckDBInstance>("duckdb");
+  const scratch = await scratchDir(ctx);
+  const fromKey = typeof options.from === "string" ? options.from : options.from.key;
+  const batches = upstreamLocations(ctx, fromKey).flat();
+  const partition = ctx.partitionKey ?? "";
+  const write = {
+    table,
+    catalog,
+    storage: warehouse,
+    location: ["iceberg", ...table.namespace, table.name].join("/"),
+    tmpDir: scratch,
+    ...(options.partitionBy ? { partitionBy: options.partitionBy } : {}),
+    ...(options.properties ? { properties: { ...options.properties } } : {}),
+    ...(options.allowTypeWidening ? { allowTypeWidening: true } : {}),
+    ...(options.allowDropColumns ? { allowDropColumns: true } : {}),
+  };
+  const summary = { [SUMMARY.run]: ctx.runId, [SUMMARY.asset]: ctx.assetKey, [SUMMARY.partition]: partition };
+  const con = await db.connect();
+  try {
+    let result: WriteResult | undefined;
+    let written = 0;
+    const batched = ctx.upstreamPartitions(fromKey).every((m) => Array.isArray(m.metadata.locations));
+    if (mode === "append" && batched) {
+      // Append the batches no snapshot holds yet; when a concurrent writer committed some of them
+      // first, look again (its commit is the one that counts).
+      for (let round = 0; round < 5; round++) {
+        const existing = await loadTable({ catalog, storage: warehouse, table });
+        const done = existing ? committedBatches(existing.metadata) : new Set<string>();
+        const pending = batches.filter((b) => !done.has(b));
+        if (pending.length === 0) break;
+        const files = await localParquetFiles(warehouse, pending, scratch);
+        if (files.length === 0) break;
+        result = await guard(ctx, table, () =>
+          appendRows({
+            ...write,
+            connection: con,
+            source: { sql: selectAll(files) },
+            summary: { ...summary, [SUMMARY.batches]: JSON.stringify(pending) },
+            committedIn: (m) => holding(m, pending),
+          }),
+        );
+        if (!result.alreadyCommitted) {
+          written += result.addedRecords;
+          break;
+        }
+      }
+    } else if (mode === "append") {
+      // `from` recomputes the whole partition: its rows replace the rows this asset partition
+      // added before (and only those), once per upstream materialization.
+      const source = JSON.stringify(batches);
+      const files = await localParquetFiles(warehouse, batches, scratch);
+      const mine = (s: Snapshot | undefined): boolean => s?.summary[SUMMARY.asset] === ctx.assetKey && s.summary[SUMMARY.partition] === partition;
+      if (files.length > 0) result = await guard(ctx, table, () =>
+        overwritePartitions({
+          ...write,
+          connection: con,
+          source: { sql: selectAll(files) },
+          summary: { ...summary, [SUMMARY.source]: source },
+          committedIn: (m) => m.snapshots.find((s) => mine(s) && s.summary[SUMMARY.source] === source),
+          replaceWhere: mine,
+        }),
+      );
+      if (result && !result.alreadyCommitted) written = result.addedRecords;
+    } else {
+      const files = await localParquetFiles(warehouse, batches, scratch);
+      const commit = `${ctx.runId}:${ctx.attempt}:${partition}`;
+      result = await guard(ctx, table, () =>
+        overwritePartitions({
+          ...write,
+          connection: con,
+          source: { sql: files.length > 0 ? selectAll(files) : "SELECT * FROM (SELECT 1) WHERE false" },
+          summary: { ...summary, [SUMMARY.commit]: commit },
+          dedupeKey: SUMMARY.commit,
+        }),
+      );
+      if (!result.alreadyCommitted) written = result.addedRecords;
+    }
+    const current = await loadTable({ catalog, storage: warehouse, table });
+    // What ref() reads of this asset partition: the live files its own commits added.
+    const files = current
+      ? (await liveDataFiles(warehouse, current)).filter((f) => f.addedBy?.summary[SUMMARY.asset] === ctx.assetKey && f.addedBy.summary[SUMMARY.partition] === partition)
+      : [];
+    const snapshot = current?.metadata["current-snapshot-id"];
+    return {
+      metadata: {
+        table: [...table.namespace, table.name].join("."),
+        snapshotId: snapshot === undefined || snapshot === null || snapshot === -1n ? null : snapshot.toString(),
+        metadataLocation: current?.metadataLocation ?? null,
+        addedRecords: written,
+        rows: written,
+        partitionRows: files.reduce((a, f) => a + f.records, 0),
+        files: files.map((f) => f.key),
+        icebergCommitRetries: result?.commitRetries ?? 0,
+        mode,
+      },
+    };
+  } finally {
+    con.closeSync();
+  }
+}
+
+/** Every upstream batch some snapshot of the table holds. */
+function committedBatches(m: TableMetadata): Set<string> {
+  const out = new Set<string>();
+  for (const s of m.snapshots) for (const b of batchesOf(s)) out.add(b);
+  return out;
+}
+
+function holding(m: TableMetadata, pending: readonly string[]): Snapshot | undefined {
+  const wanted = new Set(pending);
+  return m.snapshots.find((s) => batchesOf(s).some((b) => wanted.has(b)));
+}
+
+function batchesOf(s: Snapshot): string[] {
+  const text = s.summary[SUMMARY.batches];
+  if (text === undefined) return [];
+  try {
+    const v: unknown = JSON.parse(text);
+    return Array.isArray(v) ? v.filter((b): b is string => typeof b === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+/** The rows of staged Parquet files, without floe's lineage columns. */
+function selectAll(files: readonly string[]): string {
+  return `SELECT COLUMNS(c -> NOT starts_with(c, '_floe_')) FROM read_parquet([${files.map(literal).join(", ")}], union_by_name = true)`;
+}
+
+/** Schema errors name the table and the fix; the step fails with one line. */
+async function guard<T>(ctx: StepContext, table: TableIdentifier, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof Error && e.name === "IcebergSchemaError") {
+      throw new Error(`\`${ctx.assetKey}\` (Iceberg ${[...table.namespace, table.name].join(".")}): ${e.message}`);
+    }
+    throw e;
+  }
+}
