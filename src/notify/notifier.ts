@@ -1,7 +1,10 @@
+import type { z as Z } from "zod";
 import { redactDeep } from "../secrets.js";
 
-export type NotificationEvent = "run_failed" | "run_succeeded" | "run_canceled" | "backfill_finished";
-export const NOTIFICATION_EVENTS: readonly NotificationEvent[] = ["run_failed", "run_succeeded", "run_canceled", "backfill_finished"];
+export const NOTIFICATION_EVENTS = [
+  "run_failed", "run_succeeded", "run_canceled", "backfill_finished", "check_failed", "files_failed", "rows_quarantined",
+] as const;
+export type NotificationEvent = (typeof NOTIFICATION_EVENTS)[number];
 
 /** What a notifier is told. Secrets are redacted before any notifier sees it. */
 export interface Notification {
@@ -14,13 +17,19 @@ export interface Notification {
   assets: string[];
   pipelines: string[];
   failedSteps: Array<{ asset: string; partition: string | null; error: string }>;
+  /** `check_failed`: the checks that did not pass, per step. */
+  checks?: Array<{ asset: string; partition: string | null; name: string; severity: string; message: string }>;
+  /** `files_failed` / `rows_quarantined`: counts per step. */
+  counts?: Array<{ asset: string; partition: string | null; failedFiles?: number; quarantinedRows?: number; quarantine?: string }>;
   at: string;
 }
 
 export const NOTIFIER_BRAND = Symbol.for("floe.notifier");
 
 /**
- * A notification channel: one method. Built-ins: `webhook`, `slack`; a plugin adds its own.
+ * A notification channel: one method. Built-ins: `webhook`, `slack`, `email`, `amqp`, `nats`; a
+ * plugin adds its own. A notifier that holds a connection opens it on its first `send`, reuses
+ * it, and closes it in `close()` (called when the process drains its notifications).
  *
  * @example
  * const stdout: Notifier = { [NOTIFIER_BRAND]: true, name: "stdout", send: async (n) => console.log(n.message) };
@@ -29,6 +38,11 @@ export interface Notifier {
   readonly [NOTIFIER_BRAND]: true;
   readonly name: string;
   send(notification: Notification, signal: AbortSignal): Promise<void>;
+  /** Releases connections; the notifier may be used again afterwards (it reconnects). */
+  close?(): Promise<void>;
+  /** The options the notifier was made with and their schema, checked when floe.config.ts loads. */
+  readonly options?: unknown;
+  readonly schema?: (z: typeof Z) => Z.ZodType;
 }
 
 export function isNotifier(v: unknown): v is Notifier {
@@ -48,6 +62,8 @@ export interface DeliveryOptions {
   retryDelayMs?: number;
   timeoutMs?: number;
   onResult?: (notifier: string, outcome: "delivered" | "failed", error?: string) => void;
+  /** Counts each delivery's outcome (the process's `floe_notification_deliveries_total`). */
+  onCount?: (labels: { notifier: string; event: NotificationEvent; outcome: "delivered" | "failed" | "retried" }) => void;
 }
 
 /**
@@ -79,19 +95,47 @@ export class Dispatcher {
     await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
   }
 
+  /**
+   * {@link drain}, then closes every notifier's connections (a broker that hangs is not waited for past the bound).
+   *
+   * @example
+   * await dispatcher.close(15_000); // before the process exits
+   */
+  async close(timeoutMs: number): Promise<void> {
+    await this.drain(timeoutMs);
+    const closing = [...new Set(this.routes.map((r) => r.notifier))].map((n) => n.close?.().catch(() => undefined));
+    await Promise.race([Promise.allSettled(closing), new Promise((r) => setTimeout(r, Math.min(timeoutMs, 5_000)).unref())]);
+  }
+
   private async deliver(notifier: Notifier, n: Notification): Promise<void> {
     const attempts = this.options.attempts ?? 3;
+    const timeoutMs = this.options.timeoutMs ?? 5_000;
     let error = "";
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
-        await notifier.send(n, AbortSignal.timeout(this.options.timeoutMs ?? 5_000));
+        await withTimeout(notifier.send(n, AbortSignal.timeout(timeoutMs)), timeoutMs);
         this.options.onResult?.(notifier.name, "delivered");
+        this.options.onCount?.({ notifier: notifier.name, event: n.event, outcome: "delivered" });
         return;
       } catch (e) {
         error = e instanceof Error ? e.message : String(e);
-        if (attempt < attempts) await new Promise((r) => setTimeout(r, (this.options.retryDelayMs ?? 500) * 2 ** (attempt - 1)));
+        if (attempt < attempts) {
+          this.options.onCount?.({ notifier: notifier.name, event: n.event, outcome: "retried" });
+          await new Promise((r) => setTimeout(r, (this.options.retryDelayMs ?? 500) * 2 ** (attempt - 1)));
+        }
       }
     }
     this.options.onResult?.(notifier.name, "failed", error);
+    this.options.onCount?.({ notifier: notifier.name, event: n.event, outcome: "failed" });
   }
+}
+
+/** A notifier that ignores its signal still gives up after `ms`. */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    t.unref();
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }

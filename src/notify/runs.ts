@@ -1,19 +1,31 @@
 import { UserError } from "../errors.js";
+import { isSecretRef, resolveSecret, type SecretRef } from "../secrets.js";
 import type { AssetGraph } from "../dag/graph.js";
 import { select } from "../dag/selection.js";
 import type { ProjectSettings } from "../project/config.js";
-import type { RunOutcome } from "../runner/runner.js";
+import type { RunOutcome, StepOutcome } from "../runner/runner.js";
+import type { StateStore } from "../state/index.js";
+import { failedFilesOfRun } from "../state/metrics.js";
 import { Dispatcher, type DeliveryOptions, type Notification } from "./notifier.js";
+import { stepId } from "../dag/plan.js";
 
 /**
  * The dispatcher of a project's configured notification routes (selections resolved now, so a
  * bad one is a config error).
  *
  * @example
- * const dispatcher = projectDispatcher(settings, graph, { onResult });
+ * const dispatcher = await projectDispatcher(settings, graph, { onResult });
  */
-export function projectDispatcher(settings: ProjectSettings, graph: AssetGraph, options: DeliveryOptions = {}): Dispatcher {
+export async function projectDispatcher(settings: ProjectSettings, graph: AssetGraph, options: DeliveryOptions = {}): Promise<Dispatcher> {
   const routes = settings.notifications.map((r, i) => {
+    // A notifier's secrets are resolved now: one that is not set stops the command (exit 2), not a delivery later.
+    for (const ref of secretRefs(r.notifier.options)) {
+      try {
+        resolveSecret(ref);
+      } catch (e) {
+        throw new UserError(`floe.config.ts: notifications.${i}.notifier (${r.notifier.name}): ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
     let assets: Set<string> | undefined;
     if (r.select !== undefined) {
       try {
@@ -24,7 +36,14 @@ export function projectDispatcher(settings: ProjectSettings, graph: AssetGraph, 
     }
     return { notifier: r.notifier, ...(r.events ? { events: r.events } : {}), ...(assets ? { assets } : {}) };
   });
-  return new Dispatcher(routes, options);
+  const { notificationDeliveries } = await import("../metrics/process-metrics.js");
+  return new Dispatcher(routes, {
+    ...options,
+    onCount: (labels) => {
+      notificationDeliveries.inc(labels);
+      options.onCount?.(labels);
+    },
+  });
 }
 
 /**
@@ -33,11 +52,11 @@ export function projectDispatcher(settings: ProjectSettings, graph: AssetGraph, 
  * @example
  * dispatcher.publish(runNotification(outcome, graph));
  */
-export function runNotification(outcome: RunOutcome, graph: AssetGraph): Notification {
+function runNotification(outcome: RunOutcome, graph: AssetGraph): Notification {
   const failed = outcome.steps.filter((s) => s.status === "failed");
   const assets = [...new Set(outcome.steps.map((s) => s.asset))];
   const first = failed[0];
-  const detail = first ? `: ${first.asset}${first.partition ? `[${first.partition}]` : ""}: ${(first.error ?? "").split("\n")[0]}` : "";
+  const detail = first ? `: ${stepId(first.asset, first.partition || null)}: ${(first.error ?? "").split("\n")[0]}` : "";
   return {
     event: outcome.status === "success" ? "run_succeeded" : outcome.status === "canceled" ? "run_canceled" : "run_failed",
     message: `run ${outcome.runId.slice(0, 8)} ${outcome.status}: ${outcome.steps.filter((s) => s.status === "success").length} of ${outcome.steps.length} steps succeeded${detail}`,
@@ -48,4 +67,76 @@ export function runNotification(outcome: RunOutcome, graph: AssetGraph): Notific
     failedSteps: failed.map((s) => ({ asset: s.asset, partition: s.partition, error: s.error ?? "" })),
     at: new Date().toISOString(),
   };
+}
+
+/**
+ * What a finished run tells its routes: the run notification, then one per data event found in
+ * its steps' metadata, whatever the asset kind: `check_failed` (a `checks` entry that did not
+ * pass, severity error or warn), `files_failed` (a `failedFiles` count, or for a failed step the
+ * files it left FAILED in the ledger) and `rows_quarantined`
+ * (a `quarantinedRows` count). A data event's `assets` are only the steps concerned, so a route's
+ * selection picks them.
+ *
+ * @example
+ * for (const n of runNotifications(outcome, graph)) dispatcher.publish(n);
+ */
+export function runNotifications(
+  outcome: RunOutcome,
+  graph: AssetGraph,
+  /** Files a failed step left FAILED in the ledger (a step that fails reports no metadata counts). */
+  ledgerFailures: ReadonlyArray<{ asset: string; partition: string | null; count: number }> = [],
+): Notification[] {
+  const base = runNotification(outcome, graph);
+  const out = [base];
+  const name = (s: { asset: string; partition: string | null }): string => stepId(s.asset, s.partition || null);
+  const pipelinesOf = (assets: string[]): string[] => [...new Set(assets.filter((a) => graph.has(a)).map((a) => graph.node(a).pipeline))];
+  const data = (event: Notification["event"], assets: string[], message: string, extra: Partial<Notification>): Notification => ({
+    ...base, event, message: `run ${outcome.runId.slice(0, 8)}: ${message}`, assets: [...new Set(assets)], pipelines: pipelinesOf(assets),
+    failedSteps: base.failedSteps.filter((f) => assets.includes(f.asset)), ...extra,
+  });
+
+  const checks = outcome.steps.flatMap((s) =>
+    (Array.isArray(s.metadata.checks) ? (s.metadata.checks as unknown[]) : []).flatMap((c) => {
+      const r = c as { name?: unknown; severity?: unknown; passed?: unknown; message?: unknown };
+      return r.passed === false ? [{ asset: s.asset, partition: s.partition, name: String(r.name), severity: String(r.severity ?? "error"), message: String(r.message ?? "") }] : [];
+    }),
+  );
+  if (checks.length > 0) {
+    const first = checks[0]!;
+    out.push(data("check_failed", checks.map((c) => c.asset), `${checks.length} check(s) failed: ${name(first)} ${first.name} (${first.severity}): ${first.message}`, { checks }));
+  }
+  const count = (s: StepOutcome, key: string): number => (typeof s.metadata[key] === "number" ? (s.metadata[key] as number) : 0);
+  const fromLedger = (s: StepOutcome): number =>
+    s.status === "failed" && typeof s.metadata.failedFiles !== "number" ? (ledgerFailures.find((f) => f.asset === s.asset && f.partition === s.partition)?.count ?? 0) : 0;
+  const files = outcome.steps
+    .map((s) => ({ asset: s.asset, partition: s.partition, failedFiles: count(s, "failedFiles") + fromLedger(s) }))
+    .filter((f) => f.failedFiles > 0);
+  if (files.length > 0) {
+    out.push(data("files_failed", files.map((f) => f.asset), `${files.reduce((a, f) => a + f.failedFiles, 0)} file(s) failed: ${files.map((f) => `${name(f)} ${f.failedFiles}`).join(", ")}`, { counts: files }));
+  }
+  const rows = outcome.steps.filter((s) => count(s, "quarantinedRows") > 0).map((s) => ({
+    asset: s.asset, partition: s.partition, quarantinedRows: count(s, "quarantinedRows"), ...(typeof s.metadata.quarantine === "string" ? { quarantine: s.metadata.quarantine } : {}),
+  }));
+  if (rows.length > 0) {
+    out.push(data("rows_quarantined", rows.map((r) => r.asset), `${rows.reduce((a, r) => a + r.quarantinedRows, 0)} row(s) quarantined: ${rows.map((r) => `${name(r)} ${r.quarantinedRows}`).join(", ")}`, { counts: rows }));
+  }
+  return out;
+}
+
+function secretRefs(value: unknown, depth = 0): SecretRef[] {
+  if (isSecretRef(value)) return [value];
+  if (typeof value !== "object" || value === null || depth > 4) return [];
+  return Object.values(value).flatMap((v) => secretRefs(v, depth + 1));
+}
+
+/**
+ * Publishes what a finished run tells its routes; reads the file ledger only when a step failed.
+ *
+ * @example
+ * await publishRun(dispatcher, outcome, graph, store);
+ */
+export async function publishRun(dispatcher: Dispatcher, outcome: RunOutcome, graph: AssetGraph, store: StateStore | undefined): Promise<void> {
+  const failed = [...new Set(outcome.steps.filter((s) => s.status === "failed" && typeof s.metadata.failedFiles !== "number").map((s) => s.asset))];
+  const ledger = store && failed.length > 0 ? await failedFilesOfRun(store, outcome.runId, failed).catch(() => []) : [];
+  for (const n of runNotifications(outcome, graph, ledger)) dispatcher.publish(n);
 }

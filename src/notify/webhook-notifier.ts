@@ -1,5 +1,6 @@
 import { createHmac } from "node:crypto";
-import { resolveSecret, type SecretRef } from "../secrets.js";
+import type { z as Z } from "zod";
+import { isSecretRef, resolveSecret, stringOrSecret, type SecretRef } from "../secrets.js";
 import { NOTIFIER_BRAND, type Notifier } from "./notifier.js";
 
 /**
@@ -9,17 +10,25 @@ import { NOTIFIER_BRAND, type Notifier } from "./notifier.js";
  * @example
  * webhook({ url: "https://ops.example.com/floe", secret: secret("FLOE_WEBHOOK_SECRET") })
  */
-export function webhook(options: { url: string; secret?: string | SecretRef; name?: string; headers?: Record<string, string> }): Notifier {
+export function webhook(options: { url: string | SecretRef; secret?: string | SecretRef; name?: string; headers?: Record<string, string> }): Notifier {
   return {
     [NOTIFIER_BRAND]: true,
     name: options.name ?? "webhook",
+    options,
+    schema: (z) =>
+      z.object({
+        url: httpUrl(z),
+        secret: stringOrSecret(z).optional(),
+        name: z.string().min(1).optional(),
+        headers: z.record(z.string(), z.string()).optional(),
+      }).strict(),
     async send(n, signal) {
       const body = JSON.stringify(n);
       const headers: Record<string, string> = { "content-type": "application/json", ...options.headers };
       if (options.secret !== undefined) {
         headers["x-floe-signature"] = `sha256=${createHmac("sha256", resolveSecret(options.secret)).update(body).digest("hex")}`;
       }
-      const res = await fetch(options.url, { method: "POST", body, headers, signal });
+      const res = await fetch(resolveSecret(options.url), { method: "POST", body, headers, signal });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
     },
   };
@@ -35,10 +44,19 @@ export function slack(options: { url: string | SecretRef; name?: string }): Noti
   return {
     [NOTIFIER_BRAND]: true,
     name: options.name ?? "slack",
+    options,
+    schema: (z) => z.object({ url: httpUrl(z), name: z.string().min(1).optional() }).strict(),
     async send(n, signal) {
-      const icon = n.event === "run_succeeded" ? ":white_check_mark:" : n.event === "run_canceled" ? ":no_entry_sign:" : ":x:";
+      const icon = n.event === "run_succeeded" ? ":white_check_mark:" : n.event === "run_canceled" ? ":no_entry_sign:" : n.event === "run_failed" || n.event === "backfill_finished" ? ":x:" : ":warning:";
       const res = await fetch(resolveSecret(options.url), { method: "POST", body: JSON.stringify({ text: `${icon} ${n.message}` }), headers: { "content-type": "application/json" }, signal });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
     },
   };
+}
+
+/** An http(s) URL, or a secret holding one (checked when it resolves). */
+function httpUrl(z: typeof Z): Z.ZodType<string | SecretRef> {
+  return z.custom<string | SecretRef>((v) => isSecretRef(v) || (typeof v === "string" && URL.canParse(v) && /^https?:$/.test(new URL(v).protocol)), {
+    message: 'expected an http(s) URL or secret("NAME")',
+  });
 }
