@@ -1,7 +1,10 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from "prom-client";
 import type { StateStore } from "../state/index.js";
+import { STEP_DURATION_BUCKETS, readStoreMetrics, type StoreMetrics } from "../state/metrics.js";
+import { heartbeatAges } from "../state/processes.js";
+import { processRegistry } from "./process-metrics.js";
 
 /**
  * A Prometheus registry whose floe metrics are read from the state store at each scrape, so one
@@ -49,6 +52,62 @@ export function storeMetrics(store: StateStore): Registry {
       this.set((await summary()).queueDepth);
     },
   });
+  let pendingMetrics: Promise<StoreMetrics> | undefined;
+  const data = (): Promise<StoreMetrics> => {
+    pendingMetrics ??= readStoreMetrics(store).finally(() => setImmediate(() => (pendingMetrics = undefined)));
+    return pendingMetrics;
+  };
+  registry.registerMetric(storeHistogram("floe_step_duration_seconds", "Duration of finished steps (last attempt) by asset and status.", data));
+  new Counter({
+    name: "floe_rows_written_total",
+    help: "Rows written by successful steps (their materialization metadata `rows`), by asset.",
+    labelNames: ["asset"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const w of (await data()).written) if (w.rows > 0) this.inc({ asset: w.asset }, w.rows);
+    },
+  });
+  new Counter({
+    name: "floe_iceberg_commit_retries_total",
+    help: "Iceberg commits retried after a concurrent commit (materialization metadata `icebergCommitRetries`), by asset.",
+    labelNames: ["asset"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const w of (await data()).written) if (w.icebergCommitRetries > 0) this.inc({ asset: w.asset }, w.icebergCommitRetries);
+    },
+  });
+  new Gauge({
+    name: "floe_files",
+    help: "Raw files in the ingestion ledger by source asset and status (DISCOVERED, PROCESSING, SUCCESS, FAILED, SKIPPED).",
+    labelNames: ["asset", "status"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const f of (await data()).files) this.set({ asset: f.asset, status: f.status }, f.count);
+    },
+  });
+  new Gauge({
+    name: "floe_backfill_partitions",
+    help: "Backfill partitions by the state of the run that decides them (queued, running, success, failed, canceled).",
+    labelNames: ["state"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const b of (await data()).backfillPartitions) this.set({ state: b.state }, b.count);
+    },
+  });
+  new Gauge({
+    name: "floe_schedule_tick_delay_seconds",
+    help: "Per schedule, from its latest tick's time to the start of its run (growing while the run waits in the queue).",
+    labelNames: ["schedule"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const t of (await data()).tickDelays) this.set({ schedule: t.schedule }, t.seconds);
+    },
+  });
   new Gauge({
     name: "floe_run_heartbeat_age_seconds",
     help: "Age of the stalest heartbeat among running runs (0 when none runs).",
@@ -57,17 +116,44 @@ export function storeMetrics(store: StateStore): Registry {
       this.set((await summary()).stalestHeartbeatSeconds);
     },
   });
-  return registry;
+  // What this process counts itself (notification deliveries), beside what the store holds.
+  return Registry.merge([registry, processRegistry]);
+}
+
+/**
+ * A histogram whose buckets are counted by the state store (prom-client's Histogram only
+ * observes values one by one): it renders `_bucket`, `_sum` and `_count` like one.
+ */
+function storeHistogram(name: string, help: string, data: () => Promise<StoreMetrics>): Metric {
+  const metric = {
+    name,
+    help,
+    type: "histogram",
+    aggregator: "sum",
+    async get() {
+      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
+      for (const d of (await data()).stepDurations) {
+        const labels = { asset: d.asset, status: d.status };
+        STEP_DURATION_BUCKETS.forEach((le, i) => values.push({ metricName: `${name}_bucket`, labels: { ...labels, le }, value: d.buckets[i] ?? 0 }));
+        values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: "+Inf" }, value: d.count });
+        values.push({ metricName: `${name}_sum`, labels, value: d.sum });
+        values.push({ metricName: `${name}_count`, labels, value: d.count });
+      }
+      return { name, help, type: "histogram", aggregator: "sum", values };
+    },
+  };
+  return metric as unknown as Metric;
 }
 
 export interface HealthReport {
   status: "ok" | "failing";
-  checks: Record<string, { ok: boolean; detail?: string; latencyMs?: number }>;
+  checks: Record<string, { ok: boolean; detail?: string; latencyMs?: number; ageSeconds?: number }>;
 }
 
 /**
- * Health of the parts floe depends on: the state store answers, and no running run has a
- * heartbeat older than `staleAfterSeconds`.
+ * Health of the parts floe depends on: the state store answers, no running run has a heartbeat
+ * older than `staleAfterSeconds`, and each role (scheduler, worker) seen in the last day has a
+ * process that heartbeated within it (a process that stops cleanly is forgotten).
  *
  * @example
  * const report = await health(store, 15); // { status: "ok", checks: { stateStore: { ok: true, latencyMs: 1 } … } }
@@ -78,10 +164,16 @@ export async function health(store: StateStore, staleAfterSeconds: number): Prom
   try {
     await store.ping();
     checks.stateStore = { ok: true, latencyMs: Math.round(performance.now() - t0) };
-    const { stalestHeartbeatSeconds } = await store.summary();
-    checks.workers = stalestHeartbeatSeconds > staleAfterSeconds
+    const [{ stalestHeartbeatSeconds }, processes] = await Promise.all([store.summary(), heartbeatAges(store)]);
+    checks.runs = stalestHeartbeatSeconds > staleAfterSeconds
       ? { ok: false, detail: `a running run has not heartbeated for ${Math.round(stalestHeartbeatSeconds)} s` }
       : { ok: true };
+    // each role seen in the last day: its freshest process must have beaten lately
+    for (const p of processes) {
+      checks[p.role] = p.ageSeconds > staleAfterSeconds
+        ? { ok: false, detail: `no ${p.role} has heartbeated for ${Math.round(p.ageSeconds)} s`, ageSeconds: Math.round(p.ageSeconds) }
+        : { ok: true, ageSeconds: Math.round(p.ageSeconds * 10) / 10 };
+    }
   } catch (e) {
     checks.stateStore = { ok: false, detail: (e instanceof Error ? e.message : String(e)).split("\n")[0]! };
   }

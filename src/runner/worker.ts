@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import type { AssetGraph } from "../dag/graph.js";
 import type { StateStore } from "../state/index.js";
+import { keepBeating } from "../state/processes.js";
 import { queueEager } from "./automation.js";
 import { rerun } from "./launch.js";
 import { executeRun, type RunOutcome, type RunnerOptions } from "./runner.js";
@@ -10,7 +11,7 @@ export interface WorkerOptions extends Omit<RunnerOptions, "worker" | "signal"> 
   workerId?: string;
   /** Runs executed at once (default 1). */
   runs?: number;
-  /** How long to wait before looking for work again when the queue is empty (default 1 s). */
+  /** How long to wait before looking for work again when the queue is empty (default 1 s, at most one heartbeat, so a dead worker's run is found within about three). */
   pollMs?: number;
   /** A running run whose worker missed this many heartbeats is failed (default 3). */
   missedHeartbeats?: number;
@@ -46,6 +47,7 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
   // Wake at once when a run is queued, here or (on PostgreSQL) by any process; poll as a fallback.
   const wake = options.wake ?? new EventTarget();
   const stopWatching = options.untilEmpty ? async () => undefined : await store.watchQueue(() => wake.dispatchEvent(new Event("run")));
+  const stopBeating = keepBeating(store, "worker", workerId, heartbeatMs); // idle workers too, for /health
   const loop = async (): Promise<void> => {
     while (!signal.aborted) {
       const dead = await store.failStaleRuns(heartbeatMs * (options.missedHeartbeats ?? 3));
@@ -61,7 +63,7 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
       if (!run) {
         // untilEmpty means the queue, not a cap that is full for now
         if (options.untilEmpty && !(options.maxRunning !== undefined && (await store.hasQueued(options.backfillId)))) return;
-        await sleep(options.pollMs ?? 1_000, signal, wake);
+        await sleep(Math.min(options.pollMs ?? 1_000, heartbeatMs), signal, wake);
         continue;
       }
       const outcome = await executeRun(store, graph, run.id, { ...options, worker: workerId, heartbeatMs, signal });
@@ -74,6 +76,7 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
     await Promise.all(Array.from({ length: slots }, loop));
   } finally {
     await stopWatching();
+    await stopBeating();
   }
   return executed;
 }

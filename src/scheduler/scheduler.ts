@@ -1,7 +1,9 @@
+import { hostname } from "node:os";
 import type { AssetGraph } from "../dag/graph.js";
 import { stepId } from "../dag/plan.js";
 import type { Resources } from "../runner/runner.js";
 import type { RunRecord, StateStore } from "../state/index.js";
+import { keepBeating } from "../state/processes.js";
 import { schedulesOf, tickPlan, type Schedule } from "./schedules.js";
 
 export interface SchedulerOptions {
@@ -16,6 +18,8 @@ export interface SchedulerOptions {
   eventRetentionDays?: number;
   /** At most this many missed ticks are run per schedule with `catchUp: "all"` (default 1,000). */
   maxCatchUp?: number;
+  /** How often the scheduler records that it is alive, for /health (default 5 000 ms). */
+  heartbeatMs?: number;
 }
 
 /**
@@ -47,6 +51,8 @@ export async function runScheduler(store: StateStore, graph: AssetGraph, options
     if (run) options.onRun?.(s.name, tickTime, run);
   };
 
+  // /health reports a scheduler whose heartbeat stopped
+  const stopBeating = keepBeating(store, "scheduler", `scheduler:${hostname()}:${process.pid}`, options.heartbeatMs ?? 5_000);
   const retention = options.eventRetentionDays ?? 30;
   const prune = (): void => void (retention > 0 ? store.pruneEvents(retention).catch(() => undefined) : undefined);
   prune();
@@ -104,4 +110,5 @@ export async function runScheduler(store: StateStore, graph: AssetGraph, options
   for (const c of crons) c.stop();
   for (const t of sensors) clearInterval(t);
   clearInterval(pruner);
+  await stopBeating();
 }

@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { floe, repoRoot, tempProject } from "../helpers/project.js";
 import { testDatabase } from "../helpers/pg.js";
+import { listeningUrl, parsePrometheus } from "../helpers/observe.js";
 
 const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
 const project = tempProject({
@@ -21,17 +23,6 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** Parses Prometheus text into `name{labels}` → value. */
-function parse(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const i = line.lastIndexOf(" ");
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
-
 describe.skipIf(!db)("floe serve", () => {
   it("exposes metrics from the state store and turns /health 503 while the store is unreachable", async () => {
     const env = { FLOE_DATABASE_URL: db!.url };
@@ -40,17 +31,11 @@ describe.skipIf(!db)("floe serve", () => {
     await floe(["materialize", "--select", "ok", "--queue"], { cwd: project.dir, env });
 
     server = spawn(process.execPath, [join(repoRoot, "bin", "floe.js"), "serve", "--port", "0"], { cwd: project.dir, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    const base = await new Promise<string>((resolve, reject) => {
-      server!.stdout!.on("data", (d: Buffer) => {
-        const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(d.toString());
-        if (m) resolve(m[1]!);
-      });
-      server!.once("exit", (code) => reject(new Error(`serve exited ${code}`)));
-    });
+    const base = await listeningUrl(server);
 
     const metrics = await fetch(`${base}/metrics`);
     expect(metrics.status).toBe(200);
-    const m = parse(await metrics.text());
+    const m = parsePrometheus(await metrics.text());
     expect(m.get('floe_runs{status="failed",trigger="manual"}')).toBe(1);
     expect(m.get('floe_runs{status="queued",trigger="manual"}')).toBe(1);
     expect(m.get('floe_steps{asset="broken",status="failed"}')).toBe(1);
@@ -86,9 +71,62 @@ describe.skipIf(!db)("floe serve", () => {
     expect((await fetch(`${base}/nope`)).status).toBe(404);
   });
 
-  it("rejects a bad port", async () => {
-    const r = await floe(["serve", "--port", "99999"], { cwd: project.dir, env: { FLOE_DATABASE_URL: db!.url } });
+  it("/health reports a scheduler that stopped heartbeating (kill -9), and forgets one that stopped cleanly", async () => {
+    const env = { ...process.env, FLOE_DATABASE_URL: db!.url, FLOE_HEARTBEAT_MS: "200" }; // stale after 0.6 s
+    const spawnFloe = (...args: string[]) => spawn(process.execPath, [join(repoRoot, "bin", "floe.js"), ...args], { cwd: project.dir, env, stdio: ["ignore", "pipe", "pipe"] });
+    const serve = spawnFloe("serve", "--port", "0");
+    try {
+      const base = await listeningUrl(serve);
+      type Report = { status: string; checks: Record<string, { ok: boolean; detail?: string }> };
+      const health = async (): Promise<{ code: number; body: Report }> => {
+        const r = await fetch(`${base}/health`);
+        return { code: r.status, body: (await r.json()) as Report };
+      };
+      const until = async (cond: (h: { code: number; body: Report }) => boolean): Promise<{ code: number; body: Report }> => {
+        let h = await health();
+        for (let i = 0; i < 100 && !cond(h); i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          h = await health();
+        }
+        return h;
+      };
+      const scheduler = spawnFloe("scheduler");
+      const alive = await until((h) => h.body.checks.scheduler?.ok === true);
+      expect(alive.code).toBe(200);
+      scheduler.kill("SIGKILL");
+      const dead = await until((h) => h.body.checks.scheduler?.ok === false);
+      expect(dead.code).toBe(503);
+      expect(dead.body.checks.scheduler!.detail).toMatch(/^no scheduler has heartbeated for \d+ s$/);
+
+      const again = spawnFloe("scheduler");
+      expect((await until((h) => h.code === 200)).body.checks.scheduler?.ok).toBe(true);
+      again.kill("SIGTERM");
+      await new Promise((r) => again.once("exit", r));
+      const forgotten = await health();
+      expect(forgotten.code).toBe(200);
+      expect(forgotten.body.checks.scheduler).toBeUndefined();
+    } finally {
+      serve.kill("SIGKILL");
+    }
+  });
+
+  it("rejects a bad port, a port in use and a host this machine does not have", async () => {
+    const env = { FLOE_DATABASE_URL: db!.url };
+    const r = await floe(["serve", "--port", "99999"], { cwd: project.dir, env });
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe("floe: --port must be a port number (0-65535), got `99999`");
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = String((taken.address() as AddressInfo).port);
+      const inUse = await floe(["serve", "--port", port], { cwd: project.dir, env });
+      expect([inUse.code, inUse.stderr.trim()]).toEqual([2, `floe: --port ${port} is in use; pick another`]);
+      const metrics = await floe(["worker", "--until-empty", "--metrics-port", port], { cwd: project.dir, env });
+      expect([metrics.code, metrics.stderr.trim()]).toEqual([2, `floe: --metrics-port ${port} is in use; pick another`]);
+    } finally {
+      taken.close();
+    }
+    const host = await floe(["serve", "--port", "0", "--host", "999.1.1.1"], { cwd: project.dir, env });
+    expect([host.code, host.stderr.trim()]).toEqual([2, "floe: --host 999.1.1.1 is not an address of this machine; use 127.0.0.1, 0.0.0.0 or one of its interfaces"]);
   });
 });

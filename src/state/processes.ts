@@ -1,0 +1,63 @@
+import { sql } from "kysely";
+import type { Migration } from "./migrations.js";
+import type { StateStore } from "./store.js";
+
+/** Long-lived floe processes (schedulers, workers) and when each last said it was alive. */
+export const processMigrations: readonly Migration[] = [
+  {
+    id: "processes/0001_process_heartbeats",
+    async up(db) {
+      await sql`create table process_heartbeats (
+        id text collate "C" primary key,
+        role text not null,
+        started_at timestamptz not null default now(),
+        seen_at timestamptz not null default now()
+      )`.execute(db);
+    },
+  },
+];
+
+/** Records that process `id` (a scheduler or a worker) is alive now; one upsert. */
+async function beat(store: StateStore, role: "scheduler" | "worker", id: string): Promise<void> {
+  await sql`insert into process_heartbeats (id, role) values (${id}, ${role})
+    on conflict (id) do update set seen_at = now(), role = excluded.role`.execute(store.db);
+}
+
+/** Forgets a process that stops cleanly, so that its silence is not taken for a failure. */
+async function forget(store: StateStore, id: string): Promise<void> {
+  await sql`delete from process_heartbeats where id = ${id}`.execute(store.db);
+}
+
+/**
+ * Per role seen in the last day, the age of its freshest heartbeat.
+ *
+ * @example
+ * const ages = await heartbeatAges(store); // [{ role: "scheduler", ageSeconds: 1.2 }]
+ */
+export async function heartbeatAges(store: StateStore): Promise<Array<{ role: string; ageSeconds: number }>> {
+  const { rows } = await sql<{ role: string; age: number }>`
+    select role, extract(epoch from now() - max(seen_at))::float8 as age
+    from process_heartbeats where seen_at > now() - interval '1 day' group by role order by role`.execute(store.db);
+  return rows.map((r) => ({ role: r.role, ageSeconds: r.age }));
+}
+
+/**
+ * Beats every `intervalMs` until the returned function is called, which forgets the process.
+ * A failed beat is ignored: the next one tries again, and /health reports the silence. On start
+ * it removes the rows of processes of its role silent for 3 intervals: it replaces them.
+ *
+ * @example
+ * const stop = keepBeating(store, "scheduler", id, 5_000); … await stop();
+ */
+export function keepBeating(store: StateStore, role: "scheduler" | "worker", id: string, intervalMs: number): () => Promise<void> {
+  const tick = (): Promise<void> => beat(store, role, id).catch(() => undefined);
+  // A process that starts supersedes the silent ones of its role (they died): their rows go.
+  void sql`delete from process_heartbeats where role = ${role} and id <> ${id}
+      and seen_at < now() - make_interval(secs => ${(3 * intervalMs) / 1000}::float8)`.execute(store.db).catch(() => undefined).then(tick);
+  const timer = setInterval(() => void tick(), intervalMs);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await forget(store, id).catch(() => undefined);
+  };
+}
