@@ -103,3 +103,31 @@ export function cachedKeys(now: Date): (p: PartitionsDefinition) => readonly str
     return keys;
   };
 }
+
+/**
+ * The partitions of `child` that read `partitions` of `parent`: the inverse of
+ * `upstreamPartitions`, for many upstream partitions at once. An identity mapping is a direct
+ * lookup; other mappings list the child's keys once, not once per upstream partition. `null`
+ * stands for an unpartitioned side.
+ *
+ * @example
+ * downstreamPartitions(graph.asset("orders"), graph.asset("raw"), ["2025-01-01"], keysOf); // ["2025-01-01"]
+ */
+export function downstreamPartitions(
+  child: { mappings: Readonly<Record<string, PartitionMapping>>; partitions?: PartitionsDefinition },
+  parent: { key: string; partitions?: PartitionsDefinition },
+  partitions: ReadonlyArray<string | null>,
+  keysOf: (p: PartitionsDefinition) => readonly string[],
+): Array<string | null> {
+  if (partitions.length === 0) return [];
+  if (!child.partitions) return [null];
+  const mapping = child.mappings[parent.key];
+  if (parent.partitions && (mapping === undefined || mapping.name === "identity") && parent.partitions.id === child.partitions.id) {
+    return [...new Set(partitions)].filter((p): p is string => p !== null);
+  }
+  const wanted = new Set(partitions.map((p) => p ?? ""));
+  return keysOf(child.partitions).filter((k) => {
+    const reads = upstreamPartitions(child, parent, k, keysOf);
+    return reads === null || reads.some((r) => wanted.has(r));
+  });
+}

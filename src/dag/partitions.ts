@@ -19,6 +19,39 @@ export interface PartitionsDefinition {
   range(from: string, to: string, now?: Date): string[];
   /** Human description, e.g. `daily from 2025-01-01 (UTC)`. */
   describe(): string;
+  /**
+   * Time partitions only: the ordinals (see `keyOrdinal`) of the first and last key at `now`,
+   * so ranges can be counted without listing keys. Last < first when none has closed yet.
+   */
+  bounds?(now?: Date): { first: number; last: number };
+}
+
+/**
+ * A time key's position on its unit's axis: days, hours or months since 1970-01 (keys are
+ * wall-clock calendar keys, so every position is a key). Undefined for a malformed key.
+ *
+ * @example
+ * keyOrdinal("daily", "1970-01-02"); // 1
+ */
+export function keyOrdinal(unit: "daily" | "hourly" | "monthly", key: string): number | undefined {
+  const t = parseKey(unit, key);
+  if (t === undefined) return undefined;
+  if (unit === "monthly") {
+    const d = new Date(t);
+    return (d.getUTCFullYear() - 1970) * 12 + d.getUTCMonth();
+  }
+  return Math.round(t / (unit === "daily" ? 86_400_000 : 3_600_000));
+}
+
+/**
+ * The time key at `ordinal` (the inverse of `keyOrdinal`).
+ *
+ * @example
+ * keyAtOrdinal("hourly", 1); // "1970-01-01T01"
+ */
+export function keyAtOrdinal(unit: "daily" | "hourly" | "monthly", ordinal: number): string {
+  if (unit === "monthly") return formatKey(unit, Date.UTC(1970, ordinal, 1));
+  return formatKey(unit, ordinal * (unit === "daily" ? 86_400_000 : 3_600_000));
 }
 
 export function isPartitionsDefinition(v: unknown): v is PartitionsDefinition {
@@ -159,6 +192,7 @@ function timeWindow(unit: Unit, options: TimeWindowOptions): PartitionsDefinitio
       return between(a, b);
     },
     describe: () => describe,
+    bounds: (now = new Date()) => ({ first: keyOrdinal(unit, formatKey(unit, start))!, last: keyOrdinal(unit, formatKey(unit, last(now)))! }),
   };
 }
 

@@ -61,7 +61,10 @@ export function plan(graph: AssetGraph, assets: ReadonlySet<string>, partitions?
         const why = def.invalidReason(partitions.key, now);
         if (why) throw new UserError(why);
         keys = [partitions.key];
-      } else keys = def.range(partitions.from, partitions.to, now);
+      } else {
+        const [from, to] = windowIn(def, partitions.from, partitions.to);
+        keys = def.range(from, to, now);
+      }
       keysByDefinition.set(def.id, keys);
     }
     return keys;
@@ -113,4 +116,30 @@ export function linkSteps(graph: AssetGraph, keys: readonly StepKey[], now = new
     generations.push(gen);
   }
   return { steps, generations };
+}
+
+const TIME_FORMATS = { monthly: /^\d{4}-\d{2}$/, daily: /^\d{4}-\d{2}-\d{2}$/, hourly: /^\d{4}-\d{2}-\d{2}T\d{2}$/ } as const;
+
+/**
+ * A `--from`/`--to` range given in one time grain, in the keys of `def` when it has another:
+ * the keys whose windows meet the range (days 2025-01-05…2025-02-03 → months 2025-01…2025-02;
+ * months 2025-01…2025-02 → days 2025-01-01…2025-02-28). Otherwise the range as given.
+ *
+ * @example
+ * windowIn(partitions.monthly({ start: "2025-01" }), "2025-01-05", "2025-02-03"); // ["2025-01", "2025-02"]
+ */
+export function windowIn(def: PartitionsDefinition, from: string, to: string): [string, string] {
+  const unit = (k: string) => (Object.keys(TIME_FORMATS) as Array<keyof typeof TIME_FORMATS>).find((u) => TIME_FORMATS[u].test(k));
+  const target = def.type;
+  const a = unit(from);
+  const b = unit(to);
+  if (a === undefined || b === undefined || a !== b || a === target || (target !== "daily" && target !== "hourly" && target !== "monthly")) return [from, to];
+  const lastDay = (month: string): string => {
+    const [y, m] = month.split("-").map(Number);
+    return new Date(Date.UTC(y!, m!, 0)).toISOString().slice(0, 10);
+  };
+  if (target === "monthly") return [from.slice(0, 7), to.slice(0, 7)];
+  const firstDay = a === "monthly" ? `${from}-01` : from.slice(0, 10);
+  const endDay = a === "monthly" ? lastDay(to) : to.slice(0, 10);
+  return target === "daily" ? [firstDay, endDay] : [`${firstDay}T00`, `${endDay}T23`];
 }

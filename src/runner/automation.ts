@@ -1,5 +1,5 @@
 import type { AssetGraph } from "../dag/graph.js";
-import { cachedKeys, upstreamPartitions } from "../dag/mappings.js";
+import { cachedKeys, downstreamPartitions } from "../dag/mappings.js";
 import { stepId, type StepKey } from "../dag/plan.js";
 import type { RunRecord, StateStore } from "../state/index.js";
 import type { RunOutcome } from "./runner.js";
@@ -15,17 +15,15 @@ export async function queueEager(store: StateStore, graph: AssetGraph, outcome: 
   const done = outcome.steps.filter((s) => s.status === "success");
   if (done.length === 0) return undefined;
   const keysOf = cachedKeys(new Date());
+  // what succeeded, by asset, so each eager child is looked at once per upstream asset
+  const byAsset = new Map<string, Array<string | null>>();
+  for (const s of done) byAsset.set(s.asset, [...(byAsset.get(s.asset) ?? []), s.partition]);
   const wanted = new Map<string, StepKey>();
-  for (const s of done) {
-    for (const child of graph.children(s.asset)) {
+  for (const [asset, partitions] of byAsset) {
+    for (const child of graph.children(asset)) {
       const def = graph.asset(child);
       if (def.automation !== "eager") continue;
-      // the partitions of the child that read this upstream partition
-      const candidates = def.partitions ? keysOf(def.partitions) : [null];
-      for (const p of candidates) {
-        const reads = upstreamPartitions(def, graph.asset(s.asset), p, keysOf);
-        if (reads === null || reads.includes(s.partition ?? "")) wanted.set(stepId(child, p), { asset: child, partition: p });
-      }
+      for (const p of downstreamPartitions(def, graph.asset(asset), partitions, keysOf)) wanted.set(stepId(child, p), { asset: child, partition: p });
     }
   }
   if (wanted.size === 0) return undefined;

@@ -2,7 +2,7 @@ import { UserError } from "../errors.js";
 import type { AssetGraph } from "../dag/graph.js";
 import { plan, type PlannedStep } from "../dag/plan.js";
 import type { BackfillRecord, NewRun, RunRecord, StateStore } from "../state/index.js";
-import { rerun } from "./launch.js";
+import { rerunOf } from "./launch.js";
 import type { RunOutcome, RunnerOptions } from "./runner.js";
 import { runWorker } from "./worker.js";
 
@@ -35,24 +35,24 @@ export function planBackfill(graph: AssetGraph, assets: ReadonlySet<string>, fro
   if (unpartitioned.length > 0) {
     throw new UserError(`a backfill covers partitioned assets; \`${unpartitioned[0]}\` is not partitioned (materialize it on its own, or narrow the selection)`);
   }
-  const byPartition = new Map<string, PlannedStep[]>();
-  for (const s of steps) {
-    const list = byPartition.get(s.partition!) ?? [];
-    list.push(s);
-    byPartition.set(s.partition!, list);
-  }
-  const keys = [...byPartition.keys()];
-  const size = policy.type === "per-partition" ? 1 : policy.type === "single-run" ? keys.length : policy.size;
+  // A run holds steps that depend on each other: with identity mappings that is one partition
+  // of every selected asset; a coarser asset (a month reading its days) joins the run of the
+  // partitions it reads, so no run waits on another.
+  const groups = connected(steps);
+  const size = policy.type === "per-partition" ? 1 : policy.type === "single-run" ? groups.length : policy.size;
   const runs: NewRun[] = [];
-  for (let i = 0; i < keys.length; i += size) {
-    const chunk = keys.slice(i, i + size);
-    // steps stay in plan (topological) order within a run
-    const chunkSet = new Set(chunk);
+  for (let i = 0; i < groups.length; i += size) {
+    const chunk = groups.slice(i, i + size).flat().sort((x, y) => x.index - y.index);
+    // labelled by its finest keys (the days of a day-and-month run)
+    const all = [...new Set(chunk.map((c) => c.step.partition!))];
+    const finest = Math.max(...all.map((k) => k.length));
+    const keys = all.filter((k) => k.length === finest).sort();
     runs.push({
       trigger: "backfill",
       selection,
-      partitionRange: chunk.length === 1 ? chunk[0]! : `${chunk[0]}…${chunk.at(-1)}`,
-      steps: steps.filter((s) => chunkSet.has(s.partition!)).map((s) => ({ asset: s.asset, partition: s.partition })),
+      partitionRange: keys.length === 1 ? keys[0]! : `${keys[0]}…${keys.at(-1)}`,
+      // steps stay in plan (topological) order within a run
+      steps: chunk.map(({ step }) => ({ asset: step.asset, partition: step.partition })),
     });
   }
   return runs;
@@ -65,7 +65,8 @@ export interface BackfillOutcome {
 }
 
 /**
- * Executes a backfill's queued runs in this process, `runs` at a time, until none is left; then
+ * Executes a backfill's queued runs in this process, `runs` at a time, until none is left and
+ * none is running (a run of a dead process is recovered after three missed heartbeats); then
  * settles its status from the latest run of each partition. Other `floe worker`s may help.
  *
  * @example
@@ -77,8 +78,15 @@ export async function driveBackfill(
   id: string,
   options: Omit<RunnerOptions, "worker"> & { runs?: number; onRun?: (outcome: RunOutcome) => void } = {},
 ): Promise<BackfillOutcome> {
-  await runWorker(store, graph, { ...options, untilEmpty: true, backfillId: id });
-  const runs = currentRuns(await store.backfillRuns(id));
+  // Runs still running belong to another worker or to a process that died (a restart): wait for
+  // them, so that a dead one is failed after three missed heartbeats and requeued from failure.
+  let runs: RunRecord[];
+  for (;;) {
+    await runWorker(store, graph, { ...options, untilEmpty: true, backfillId: id });
+    runs = currentRuns(await store.backfillRuns(id));
+    if (options.signal?.aborted || !runs.some((r) => r.status === "running" || r.status === "queued")) break;
+    await new Promise((r) => setTimeout(r, options.heartbeatMs ?? 5_000));
+  }
   const status = options.signal?.aborted ? "canceled" : runs.every((r) => r.status === "success") ? "success" : runs.some((r) => r.status === "queued" || r.status === "running") ? "running" : "failed";
   await store.setBackfillStatus(id, status);
   return { backfill: await store.getBackfill(id), runs };
@@ -86,7 +94,8 @@ export async function driveBackfill(
 
 /**
  * Requeues only what failed: each failed or canceled run of the backfill gets a rerun from
- * failure (its successful steps reused), in the same backfill. Returns how many were requeued.
+ * failure (its successful steps reused), in the same backfill, all in one statement. Returns
+ * how many runs failed.
  *
  * @example
  * await retryBackfill(store, graph, "9c1e"); // then driveBackfill
@@ -94,11 +103,35 @@ export async function driveBackfill(
 export async function retryBackfill(store: StateStore, graph: AssetGraph, id: string): Promise<number> {
   const runs = currentRuns(await store.backfillRuns(id));
   const failed = runs.filter((r) => r.status === "failed" || r.status === "canceled");
-  for (const r of failed) {
-    await rerun(store, graph, r.id, { fromFailure: true }, {}, { enqueueOnly: true, backfillId: id });
-  }
+  // one query for their steps, one statement for the reruns
+  const steps = await store.getStepsOfRuns(failed.map((r) => r.id));
+  await store.createRuns(failed.map((r) => rerunOf(graph, r, steps.get(r.id) ?? [], { fromFailure: true }, { backfillId: id })).filter((r): r is NewRun => r !== null));
   if (failed.length > 0) await store.setBackfillStatus(id, "running");
   return failed.length;
+}
+
+/** The plan's steps in groups linked by dependencies (union-find), ordered by their first step. */
+function connected(steps: readonly PlannedStep[]): Array<Array<{ step: PlannedStep; index: number }>> {
+  const index = new Map(steps.map((s, i) => [s.id, i]));
+  const parent = steps.map((_, i) => i);
+  const find = (i: number): number => {
+    while (parent[i] !== i) i = parent[i] = parent[parent[i]!]!;
+    return i;
+  };
+  steps.forEach((s, i) => {
+    for (const d of s.deps) {
+      const j = index.get(d);
+      if (j !== undefined) parent[find(i)] = find(j);
+    }
+  });
+  const groups = new Map<number, Array<{ step: PlannedStep; index: number }>>();
+  steps.forEach((step, i) => {
+    const root = find(i);
+    const g = groups.get(root) ?? [];
+    g.push({ step, index: i });
+    groups.set(root, g);
+  });
+  return [...groups.values()].sort((a, b) => a[0]!.index - b[0]!.index);
 }
 
 /** The runs not superseded by a rerun. */

@@ -1,8 +1,10 @@
 import { UserError } from "../errors.js";
 import type { AssetGraph } from "../dag/graph.js";
 import { plan, stepId, type PartitionSelection, type StepKey } from "../dag/plan.js";
+import { keyAtOrdinal } from "../dag/partitions.js";
 import { assetStatuses, type PartitionStatus } from "../dag/staleness.js";
-import type { NewRun, StateStore, StepStatus } from "../state/index.js";
+import { partitionIslands } from "../state/partition-ranges.js";
+import type { NewRun, RunRecord, StateStore, StepRecord, StepStatus } from "../state/index.js";
 import { queueEager } from "./automation.js";
 import { executeRun, type RunOutcome, type RunnerOptions } from "./runner.js";
 
@@ -19,6 +21,53 @@ export async function statusOf(store: StateStore, graph: AssetGraph, assets: rea
   const keys = [...needed];
   const [mats, steps] = await Promise.all([store.latestMaterializations(keys), store.latestStepStates(keys)]);
   return assetStatuses(graph, assets, mats, steps, now);
+}
+
+/** A run of consecutive partitions of one asset in one status (`floe status`). */
+export interface StatusRange {
+  from: string;
+  to: string;
+  status: PartitionStatus["status"];
+  count: number;
+}
+
+/** Definitions with more keys than this get their status as ranges from SQL, never key by key. */
+export const RANGE_STATUS_THRESHOLD = 10_000;
+
+/**
+ * Status of a time-partitioned asset as ranges (`2025-01-01…2025-03-31 materialized`), counted
+ * in SQL and from ordinals, so no key list is built however large the definition. Staleness
+ * here covers code versions and identity-mapped upstreams; `statusOf` checks every mapping.
+ * Undefined for a static or multi definition (use `statusOf`).
+ *
+ * @example
+ * const r = await statusRanges(store, graph, "events"); // { ranges: [{ from: "2015-01-01T00", to: …, status: "missing", count: 87648 }] }
+ */
+export async function statusRanges(store: StateStore, graph: AssetGraph, asset: string, now = new Date()): Promise<{ ranges: StatusRange[]; lastMaterializedAt: Date | null } | undefined> {
+  const def = graph.asset(asset);
+  const p = def.partitions;
+  if (!p?.bounds || (p.type !== "daily" && p.type !== "hourly" && p.type !== "monthly")) return undefined;
+  const unit = p.type;
+  const { first, last } = p.bounds(now);
+  const identityParents = graph.parents(asset).filter((u) => {
+    const m = def.mappings[u];
+    return graph.asset(u).partitions?.id === p.id && (m === undefined || m.name === "identity");
+  });
+  const { islands, lastMaterializedAt } = await partitionIslands(store, {
+    asset, unit, lo: first, hi: last, identityParents, ...(def.codeVersion === undefined ? {} : { codeVersion: def.codeVersion }),
+  });
+  const ranges: StatusRange[] = [];
+  const missing = (a: number, b: number): void => {
+    if (b >= a) ranges.push({ from: keyAtOrdinal(unit, a), to: keyAtOrdinal(unit, b), status: "missing", count: b - a + 1 });
+  };
+  let next = first;
+  for (const i of islands) {
+    missing(next, i.first - 1);
+    ranges.push({ from: keyAtOrdinal(unit, i.first), to: keyAtOrdinal(unit, i.last), status: i.status, count: i.count });
+    next = i.last + 1;
+  }
+  missing(next, last);
+  return { ranges, lastMaterializedAt };
 }
 
 export interface MaterializeRequest {
@@ -105,10 +154,30 @@ export async function rerun(
   launch: { enqueueOnly?: boolean; backfillId?: string; tags?: Record<string, string> } = {},
 ): Promise<RunOutcome | null> {
   const parent = await store.getRun(idOrPrefix);
+  const newRun = rerunOf(graph, parent, await store.getSteps(parent.id), opts, launch);
+  if (!newRun) return null;
+  const run = await store.createRun(newRun);
+  if (launch.enqueueOnly) return null;
+  return executeRun(store, graph, run.id, options);
+}
+
+/**
+ * The run that re-executes `parent` (pure): with `fromFailure`, its successful steps are carried
+ * over as successes and only the rest run. Null when `fromFailure` finds nothing that failed.
+ *
+ * @example
+ * const next = rerunOf(graph, run, steps, { fromFailure: true }, { backfillId: run.backfillId });
+ */
+export function rerunOf(
+  graph: AssetGraph,
+  parent: RunRecord,
+  steps: readonly StepRecord[],
+  opts: { fromFailure: boolean },
+  launch: { backfillId?: string; tags?: Record<string, string> } = {},
+): NewRun | null {
   if (parent.status === "queued" || parent.status === "running") {
     throw new UserError(`run ${parent.id.slice(0, 8)} is still ${parent.status}; wait for it to finish before rerunning it`);
   }
-  const steps = await store.getSteps(parent.id);
   for (const s of steps) {
     if (!graph.has(s.asset)) {
       throw new UserError(`run ${parent.id.slice(0, 8)} has a step of asset \`${s.asset}\`, which no loaded pipeline declares now`);
@@ -116,7 +185,7 @@ export async function rerun(
   }
   const redo: ReadonlySet<StepStatus> = new Set(["failed", "upstream_failed", "skipped", "pending", "running"]);
   if (opts.fromFailure && !steps.some((s) => redo.has(s.status))) return null;
-  const newRun: NewRun = {
+  return {
     trigger: "rerun",
     selection: parent.selection,
     partitionRange: parent.partitionRange,
@@ -130,7 +199,4 @@ export async function rerun(
         : { asset: s.asset, partition: s.partition },
     ),
   };
-  const run = await store.createRun(newRun);
-  if (launch.enqueueOnly) return null;
-  return executeRun(store, graph, run.id, options);
 }

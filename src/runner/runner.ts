@@ -234,6 +234,7 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
     const base = { asset: s.asset, partition: s.partition };
     const t0 = Date.now();
     let error = "";
+    let failedMetadata: Record<string, unknown> = {};
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       options.onProgress?.({ type: "step_started", ...base, attempt });
       rec.step({ runId, ...base, status: "running", attempts: attempt, startedAt: new Date() });
@@ -258,6 +259,7 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
         return { ...base, status: "success", metadata, attempts: attempt, durationMs: Date.now() - t0 };
       } catch (e) {
         error = e instanceof Error ? e.message : String(e);
+        failedMetadata = errorMetadata(e);
         const stack = e instanceof Error ? e.stack : undefined;
         rec.event({ runId, ...base, type: "step_attempt_failed", level: "error", message: `${s.id}: ${error}`, data: stack ? { stack } : null });
         if (attempt < maxAttempts && !signal.aborted) {
@@ -268,9 +270,9 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
         }
       }
     }
-    rec.step({ runId, ...base, status: "failed", endedAt: new Date(), error });
+    rec.step({ runId, ...base, status: "failed", endedAt: new Date(), error, metadata: failedMetadata });
     rec.event({ runId, ...base, type: "step_failed", level: "error", message: `${s.id}: failed: ${error}` });
-    return { ...base, status: "failed", metadata: {}, error, attempts: maxAttempts, durationMs: Date.now() - t0 };
+    return { ...base, status: "failed", metadata: failedMetadata, error, attempts: maxAttempts, durationMs: Date.now() - t0 };
   }
 
   function context(def: AssetDefinition, s: PlannedStep, attempt: number, hooks: Array<() => Promise<void>>): StepContext {
@@ -320,6 +322,12 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       resolve();
     }
   });
+}
+
+/** What a failed step still reports (check results, counts): an error's own `metadata` object, if any. */
+function errorMetadata(e: unknown): Record<string, unknown> {
+  const m = typeof e === "object" && e !== null ? (e as { metadata?: unknown }).metadata : undefined;
+  return typeof m === "object" && m !== null && !Array.isArray(m) ? toJson(m as Record<string, unknown>) : {};
 }
 
 /** Metadata as plain JSON: bigint → string, Date → ISO string, undefined dropped. */

@@ -107,6 +107,17 @@ describe("bad input", () => {
     expectUserError(r, /^floe: floe\.config\.ts: concurrency: .*expected number, received string/i);
     const unknown = await inProject({ "pipelines/orders.ts": good, "floe.config.ts": "export default { concurency: 2 };\n" }, ["list"]);
     expectUserError(unknown, /^floe: floe\.config\.ts: .*concurency/);
+    const memory = await inProject({ "pipelines/orders.ts": good, "floe.config.ts": 'export default { duckdbMemoryLimit: "lots" };\n' }, ["list"]);
+    expectUserError(memory, /^floe: floe\.config\.ts: duckdbMemoryLimit: expected a size like "512MB" or "2GB"$/);
+    const env = await inProject({ "pipelines/orders.ts": good }, ["list"], { FLOE_DUCKDB_MEMORY_LIMIT: "half" });
+    expectUserError(env, "FLOE_DUCKDB_MEMORY_LIMIT must be a size like 512MB or 2GB, got `half`");
+  });
+
+  it("a bad FLOE_HEARTBEAT_MS or FLOE_SHUTDOWN_GRACE_MS stops materialize and worker before they start", async () => {
+    const message = "FLOE_HEARTBEAT_MS must be a positive whole number of milliseconds, got `5s`";
+    expectUserError(await inProject({ "pipelines/orders.ts": good }, ["materialize", "--select", "orders"], { FLOE_HEARTBEAT_MS: "5s" }), message);
+    expectUserError(await inProject({ "pipelines/orders.ts": good }, ["worker"], { FLOE_HEARTBEAT_MS: "5s" }), message);
+    expectUserError(await inProject({ "pipelines/orders.ts": good }, ["materialize", "--select", "orders"], { FLOE_SHUTDOWN_GRACE_MS: "-1" }), "FLOE_SHUTDOWN_GRACE_MS must be a non-negative whole number of milliseconds, got `-1`");
   });
 
   it("a bad --limit and a half range", async () => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { asset, pipeline, type AssetOptions } from "../../src/assets/asset.js";
 import { AssetGraph } from "../../src/dag/graph.js";
-import { partitionMappings } from "../../src/dag/mappings.js";
+import { downstreamPartitions, partitionMappings } from "../../src/dag/mappings.js";
 import { partitions } from "../../src/dag/partitions.js";
 import { plan } from "../../src/dag/plan.js";
 import { assetStatuses } from "../../src/dag/staleness.js";
@@ -19,6 +19,27 @@ const build = (...assets: Array<[string, Partial<AssetOptions>]>) =>
 const depsOf = (p: ReturnType<typeof plan>, id: string) => p.steps.find((s) => s.id === id)?.deps;
 
 describe("partition mappings", () => {
+  it("downstreamPartitions: identity is a direct lookup; other mappings invert once", () => {
+    const hourly = partitions.hourly({ start: "2015-01-01T00", end: "2024-12-31T23" });
+    const g = build(
+      ["h", { partitions: hourly }],
+      ["h2", { deps: ["h"], partitions: hourly }],
+      ["days", { partitions: daily }],
+      ["months", { deps: ["days"], partitions: monthly, mappings: { days: partitionMappings.timeWindow() } }],
+      ["rolling", { deps: ["days"], partitions: daily, mappings: { days: partitionMappings.lastN(3) } }],
+      ["total", { deps: ["days"] }],
+    );
+    const noListing = () => {
+      throw new Error("listed the keys");
+    };
+    expect(downstreamPartitions(g.asset("h2"), g.asset("h"), ["2020-06-01T05", "2020-06-01T05", "2021-01-01T00"], noListing)).toEqual(["2020-06-01T05", "2021-01-01T00"]);
+    const keysOf = (p: { keys(): string[] }) => p.keys();
+    expect(downstreamPartitions(g.asset("months"), g.asset("days"), ["2025-01-05", "2025-02-03"], keysOf)).toEqual(["2025-01", "2025-02"]);
+    expect(downstreamPartitions(g.asset("rolling"), g.asset("days"), ["2025-01-05"], keysOf)).toEqual(["2025-01-05", "2025-01-06", "2025-01-07"]);
+    expect(downstreamPartitions(g.asset("total"), g.asset("days"), ["2025-01-05"], keysOf)).toEqual([null]);
+    expect(downstreamPartitions(g.asset("months"), g.asset("days"), [], keysOf)).toEqual([]);
+  });
+
   it("timeWindow: a month reads its days, a day reads its month", () => {
     const g = build(
       ["days", { partitions: daily }],
