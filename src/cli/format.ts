@@ -48,6 +48,16 @@ export function ranges<T extends string>(items: ReadonlyArray<{ key: string; sta
   return out;
 }
 
+/**
+ * Ranges as one line: `2025-01-01…2025-01-03 materialized (3), 2025-01-04 failed`.
+ *
+ * @example
+ * rangesText(ranges(rows)) // "d1…d2 ok (2)"
+ */
+export function rangesText(spans: ReadonlyArray<{ from: string; to: string; status: string; count: number }>): string {
+  return spans.map((s) => (s.count === 1 ? `${s.from} ${s.status}` : `${s.from}…${s.to} ${s.status} (${s.count})`)).join(", ");
+}
+
 const SYMBOLS: Record<string, string> = {
   success: "✓", materialized: "✓", failed: "✗", upstream_failed: "⊘", skipped: "–", running: "…", stale: "~", missing: "·", pending: "·",
 };

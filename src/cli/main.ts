@@ -3,16 +3,16 @@ import { Command, CommanderError } from "commander";
 import { UserError, isUserError } from "../errors.js";
 import { redact } from "../secrets.js";
 import type { AssetGraph } from "../dag/graph.js";
-import { plan, type PartitionSelection } from "../dag/plan.js";
+import { plan, stepId, type PartitionSelection } from "../dag/plan.js";
 import { select } from "../dag/selection.js";
 import { loadSettings, type ProjectSettings } from "../project/config.js";
 import { loadProject } from "../project/load.js";
 import { builtinResources } from "../project/plugins.js";
-import { resourcePool, type ResourcePool } from "../project/resources.js";
-import { materialize, rerun, statusOf, type MaterializeOutcome } from "../runner/launch.js";
+import { resourceMigrations, resourcePool, type ResourcePool } from "../project/resources.js";
+import { materialize, RANGE_STATUS_THRESHOLD, rerun, statusOf, statusRanges, type MaterializeOutcome } from "../runner/launch.js";
 import type { ProgressEvent, RunOutcome } from "../runner/runner.js";
 import type { RunRecord, StateStore } from "../state/index.js";
-import { duration, ranges, shortId, symbol, table, time } from "./format.js";
+import { duration, ranges, rangesText, shortId, symbol, table, time } from "./format.js";
 
 /** Where the CLI writes; tests pass their own. */
 export interface Io {
@@ -132,13 +132,13 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       }
       const notify = await notifications(io, ctx);
       code = await withStore(ctx.settings, "floe materialize", async (store, resources) => {
-        await store.failStaleRuns(heartbeatMs() * 3); // runs whose process died (kill -9) end failed
+        await store.failStaleRuns(ctx.settings.heartbeatMs * 3); // runs whose process died (kill -9) end failed
         const outcome = await cancellable((signal) =>
           materialize(store, ctx.graph, { assets, selection: o.select, ...(partitions ? { partitions } : {}), staleOnly: o.stale === true }, {
-            signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, worker: workerId(), heartbeatMs: heartbeatMs(), ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
+            signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, worker: workerId(), heartbeatMs: ctx.settings.heartbeatMs, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
           }),
         );
-        if (outcome.runId !== null) notify.run(outcome);
+        if (outcome.runId !== null) notify.run(outcome, store);
         await notify.drain();
         return report(io, outcome, o.json === true, o.stale ? "nothing is stale or missing in the selection" : "");
       });
@@ -150,7 +150,15 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .action(async (o: Common & { select?: string }) => {
       const ctx = await project(o);
       const keys = o.select === undefined ? ctx.graph.generations().flat() : ctx.graph.generations(selectOrFail(ctx.graph, o.select)).flat();
-      const rows = await withStore(ctx.settings, "floe status", (store) => statusOf(store, ctx.graph, keys));
+      // Huge time definitions (hourly over years) are summarised as ranges in SQL, never key by key.
+      const huge = new Set(o.json ? [] : keys.filter((k) => {
+        const b = ctx.graph.asset(k).partitions?.bounds?.();
+        return b !== undefined && b.last - b.first + 1 > RANGE_STATUS_THRESHOLD;
+      }));
+      const [rows, rangesOf] = await withStore(ctx.settings, "floe status", async (store) => [
+        await statusOf(store, ctx.graph, keys.filter((k) => !huge.has(k))),
+        new Map(await Promise.all([...huge].map(async (k) => [k, (await statusRanges(store, ctx.graph, k))!] as const))),
+      ] as const);
       if (o.json) {
         io.out(JSON.stringify(rows.map((r) => ({
           asset: r.asset, partition: r.partition, status: r.status, lastRunId: r.lastRunId,
@@ -160,6 +168,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       }
       const out: string[][] = [];
       for (const key of keys) {
+        const big = rangesOf.get(key);
+        if (big) {
+          out.push([key, rangesText(big.ranges), time(big.lastMaterializedAt)]);
+          continue;
+        }
         const mine = rows.filter((r) => r.asset === key);
         const latest = mine.reduce<(typeof mine)[number] | undefined>((a, b) => (!a || (b.lastMaterializedAt ?? 0) > (a.lastMaterializedAt ?? 0) ? b : a), undefined);
         const when = time(latest?.lastMaterializedAt ?? null);
@@ -168,7 +181,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           out.push([key, `${symbol(r.status)} ${r.status}${r.reason ? ` (${r.reason})` : ""}`, when]);
         } else {
           const spans = ranges(mine.map((r) => ({ key: r.partition!, status: r.status })));
-          const text = spans.length === 0 ? "no partitions yet" : spans.map((s) => (s.count === 1 ? `${s.from} ${s.status}` : `${s.from}…${s.to} ${s.status} (${s.count})`)).join(", ");
+          const text = spans.length === 0 ? "no partitions yet" : rangesText(spans);
           out.push([key, text, when]);
         }
       }
@@ -224,14 +237,14 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         `started ${time(run.startedAt)}  ended ${time(run.endedAt)}  ${duration(run.startedAt && run.endedAt ? run.endedAt.getTime() - run.startedAt.getTime() : null)}`,
         "",
         table(["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"], steps.map((s) => [
-          s.partition === null ? s.asset : `${s.asset}[${s.partition}]`, `${symbol(s.status)} ${s.status}`, String(s.attempts),
+          stepId(s.asset, s.partition), `${symbol(s.status)} ${s.status}`, String(s.attempts),
           duration(s.startedAt && s.endedAt ? s.endedAt.getTime() - s.startedAt.getTime() : null), (s.error ?? "").split("\n")[0]!,
         ])),
       ];
       // Check results and quarantined rows, from each step's metadata (failed checks also appear as events).
       const checkLines: string[] = [];
       for (const s of steps) {
-        const name = s.partition === null ? s.asset : `${s.asset}[${s.partition}]`;
+        const name = stepId(s.asset, s.partition);
         const checks = Array.isArray(s.metadata.checks) ? (s.metadata.checks as Array<{ name: string; severity: string; passed: boolean; message: string }>) : [];
         if (checks.length > 0) checkLines.push(`  ${name}: ${checks.map((c) => `${c.passed ? "✓" : c.severity === "warn" ? "!" : "✗"} ${c.name}${c.passed ? "" : ` (${c.message})`}`).join(", ")}`);
         if (typeof s.metadata.invalidRows === "number" && s.metadata.invalidRows > 0) {
@@ -242,7 +255,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const logs = events.filter((e) => e.type === "log" || e.level === "error" || e.level === "warn").slice(-30);
       if (logs.length > 0) {
         lines.push("", "events:");
-        for (const e of logs) lines.push(`  ${time(e.createdAt)} ${e.level.padEnd(5)} ${e.asset ? `${e.asset}${e.partition ? `[${e.partition}]` : ""}: ` : ""}${e.type === "log" ? e.message : e.message.replace(/^[^:]+: /, "")}`);
+        for (const e of logs) lines.push(`  ${time(e.createdAt)} ${e.level.padEnd(5)} ${e.asset ? `${stepId(e.asset, e.partition || null)}: ` : ""}${e.type === "log" ? e.message : e.message.replace(/^[^:]+: /, "")}`);
       }
       io.out(lines.join("\n"));
     });
@@ -256,9 +269,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const notify = await notifications(io, ctx);
       code = await withStore(ctx.settings, "floe rerun", async (store, resources) => {
         const outcome = await cancellable((signal) =>
-          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, worker: workerId(), heartbeatMs: heartbeatMs(), ...(o.json ? {} : { onProgress: progress(io) }) }),
+          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, worker: workerId(), heartbeatMs: ctx.settings.heartbeatMs, ...(o.json ? {} : { onProgress: progress(io) }) }),
         );
-        if (outcome) notify.run(outcome);
+        if (outcome) notify.run(outcome, store);
         await notify.drain();
         if (outcome === null) {
           const run = await store.getRun(id);
@@ -281,15 +294,15 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const { runWorker } = await import("../runner/worker.js");
       const notify = await notifications(io, ctx);
       await withStore(ctx.settings, "floe worker", async (store, resources) => {
-        const metrics = await metricsServer(io, store, o.metricsPort);
+        const metrics = await metricsServer(io, store, o.metricsPort, ctx.settings.heartbeatMs);
         io.err(`floe worker: waiting for queued runs (${runs} at a time; Ctrl-C stops after the running ones)`);
         await cancellable((signal) =>
           runWorker(store, ctx.graph, {
-            runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, untilEmpty: o.untilEmpty === true, heartbeatMs: heartbeatMs(),
+            runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, untilEmpty: o.untilEmpty === true, heartbeatMs: ctx.settings.heartbeatMs,
             ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}),
             ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}),
             onRun: (r) => {
-              notify.run(r);
+              notify.run(r, store);
               io.out(`run ${shortId(r.runId)} ${r.status}: ${r.steps.filter((x) => x.status === "success").length}/${r.steps.length} steps succeeded`);
             },
           }),
@@ -320,7 +333,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       code = await withStore(ctx.settings, "floe backfill", async (store, resources) => {
         const created = await store.createBackfill({ selection: o.select!, from: o.from!, to: o.to!, policy: o.policy, runs: planned });
         if (!o.json) io.err(`backfill ${shortId(created.id)}: ${planned.length} run(s) over ${o.from}…${o.to}; resume with \`floe backfill retry ${shortId(created.id)}\``);
-        return driveAndReport(io, store, ctx.graph, created.id, runs, resources, o.json === true, planned.length, ctx.settings.shutdownGraceMs, await notifications(io, ctx), ctx.settings.pools);
+        return driveAndReport(io, store, ctx.graph, created.id, runs, resources, o.json === true, planned.length, ctx.settings, await notifications(io, ctx));
       });
     });
   backfill
@@ -339,7 +352,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         const b = await store.getBackfill(id);
         const requeued = await bf.retryBackfill(store, ctx.graph, b.id);
         if (!o.json) io.err(`backfill ${shortId(b.id)}: ${requeued} failed run(s) requeued`);
-        return driveAndReport(io, store, ctx.graph, b.id, runs, resources, o.json === true, undefined, ctx.settings.shutdownGraceMs, await notifications(io, ctx), ctx.settings.pools);
+        return driveAndReport(io, store, ctx.graph, b.id, runs, resources, o.json === true, undefined, ctx.settings, await notifications(io, ctx));
       });
     });
   backfill
@@ -364,32 +377,54 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const ctx = await project(o);
       const { runScheduler } = await import("../scheduler/scheduler.js");
       await withStore(ctx.settings, "floe scheduler", async (store, resources) => {
-        const metrics = await metricsServer(io, store, o.metricsPort);
+        const metrics = await metricsServer(io, store, o.metricsPort, ctx.settings.heartbeatMs);
         io.err(`floe scheduler: ${[...ctx.graph.pipelines.values()].filter((p) => p.pipeline.schedule).length} schedule(s); Ctrl-C stops`);
-        await cancellable((signal) => runScheduler(store, ctx.graph, { signal, resources, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: schedulerLog(io), onError: schedulerError(io) }), "stopping");
+        await cancellable((signal) => runScheduler(store, ctx.graph, { signal, resources, eventRetentionDays: ctx.settings.eventRetentionDays, heartbeatMs: ctx.settings.heartbeatMs, onRun: schedulerLog(io), onError: schedulerError(io) }), "stopping");
         metrics?.close();
+      });
+    });
+
+  command("tui", "live lineage, statuses and runs in the terminal (a snapshot when stdout is not a terminal)")
+    .action(async (o: Common) => {
+      const ctx = await project(o);
+      const tty = process.stdout.isTTY === true && process.stdin.isTTY === true;
+      if (tty && !ctx.settings.databaseUrl) {
+        throw new UserError("the embedded store belongs to one process: run `floe dev` (scheduler, worker and this UI together), or set FLOE_DATABASE_URL to attach to a PostgreSQL store");
+      }
+      const { runTui, tuiSnapshot } = await loadTui();
+      await withStore(ctx.settings, "floe tui", async (store) => {
+        if (tty) await runTui(store, ctx.graph);
+        else io.out(await tuiSnapshot(store, ctx.graph));
       });
     });
 
   command("dev", "scheduler and worker in one process, on the embedded store by default")
     .option("--runs <n>", "runs executed at once", "1")
     .option("--metrics-port <n>", "also serve /metrics, /health and /ready on this port")
-    .action(async (o: Common & { runs: string; metricsPort?: string }) => {
+    .option("--no-tui", "print run lines instead of showing the terminal UI (the UI shows only on a terminal; q quits floe dev)")
+    .action(async (o: Common & { runs: string; metricsPort?: string; tui?: boolean }) => {
       const runs = positiveInt(o.runs, "--runs");
       const ctx = await project(o);
       const [{ runScheduler }, { runWorker }] = await Promise.all([import("../scheduler/scheduler.js"), import("../runner/worker.js")]);
       const notify = await notifications(io, ctx);
       await withStore(ctx.settings, "floe dev", async (store, resources) => {
-        const metrics = await metricsServer(io, store, o.metricsPort);
-        io.err(`floe dev: scheduler and worker on ${ctx.settings.databaseUrl ? "PostgreSQL" : `the embedded store in ${ctx.settings.home}`}; queue runs with \`floe materialize --queue\` from this process's store or wait for schedules; Ctrl-C stops`);
+        const metrics = await metricsServer(io, store, o.metricsPort, ctx.settings.heartbeatMs);
+        if (!(o.tui && process.stdout.isTTY)) io.err(`floe dev: scheduler and worker on ${ctx.settings.databaseUrl ? "PostgreSQL" : `the embedded store in ${ctx.settings.home}`}; queue runs with \`floe materialize --queue\` from this process's store or wait for schedules; Ctrl-C stops`);
         const wake = new EventTarget(); // a tick wakes the worker at once instead of at its next poll
-        const log = schedulerLog(io);
+        // With the UI on, it shows runs; printed lines would tear its frame.
+        const tui = o.tui === true && process.stdout.isTTY === true ? await loadTui() : undefined;
+        const log = tui ? () => undefined : schedulerLog(io);
+        const say = (line: string): void => void (tui ? undefined : io.out(line));
         await cancellable(
-          (signal) =>
-            Promise.all([
-              runScheduler(store, ctx.graph, { signal, resources, eventRetentionDays: ctx.settings.eventRetentionDays, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
-              runWorker(store, ctx.graph, { runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, wake, ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}), onRun: (r) => (notify.run(r), io.out(`run ${shortId(r.runId)} ${r.status}`)) }),
-            ]),
+          (signal) => {
+            const quit = new AbortController();
+            const stop = AbortSignal.any([signal, quit.signal]);
+            return Promise.all([
+              runScheduler(store, ctx.graph, { signal: stop, resources, eventRetentionDays: ctx.settings.eventRetentionDays, heartbeatMs: ctx.settings.heartbeatMs, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
+              runWorker(store, ctx.graph, { runs, signal: stop, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, wake, ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}), onRun: (r) => (notify.run(r, store), say(`run ${shortId(r.runId)} ${r.status}`)) }),
+              tui ? tui.runTui(store, ctx.graph).finally(() => quit.abort()) : Promise.resolve(),
+            ]);
+          },
           "stopping: no new runs are claimed; running steps finish",
         );
         await notify.drain();
@@ -401,14 +436,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option("--port <n>", "port (0 picks a free one)", "9464")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .action(async (o: Common & { port: string; host: string }) => {
-      const port = Number(o.port);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UserError(`--port must be a port number (0-65535), got \`${o.port}\``);
+      const port = portOf(o.port, "--port");
       const settings = await loadSettings(o.project ?? process.cwd());
-      const { serveMetrics } = await import("../metrics/server.js");
       await withStore(settings, "floe serve", async (store) => {
-        const { server, port: bound } = await serveMetrics(store, { port, host: o.host }).catch((e: NodeJS.ErrnoException) => {
-          throw e.code === "EADDRINUSE" ? new UserError(`port ${port} is in use; pick another with --port`) : e;
-        });
+        const { server, port: bound } = await listenMetrics(store, { port, portFlag: "--port", host: o.host, heartbeatMs: settings.heartbeatMs });
         io.out(`floe serve: listening on http://${o.host}:${bound} (/metrics /health /ready)`);
         await cancellable((signal) => new Promise<void>((resolve) => signal.addEventListener("abort", () => server.close(() => resolve()), { once: true })), "stopping");
       });
@@ -440,37 +471,56 @@ async function project(o: Common): Promise<{ settings: ProjectSettings; graph: A
 }
 
 /** With `--metrics-port`, serves /metrics, /health and /ready beside a role; undefined without. */
-async function metricsServer(io: Io, store: StateStore, port: string | undefined): Promise<{ close(): void } | undefined> {
+async function metricsServer(io: Io, store: StateStore, port: string | undefined, heartbeatMs: number): Promise<{ close(): void } | undefined> {
   if (port === undefined) return undefined;
-  const n = Number(port);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UserError(`--metrics-port must be a port number (0-65535), got \`${port}\``);
-  const { serveMetrics } = await import("../metrics/server.js");
-  const { server, port: bound } = await serveMetrics(store, { port: n }).catch((e: NodeJS.ErrnoException) => {
-    throw e.code === "EADDRINUSE" ? new UserError(`--metrics-port ${port} is in use; pick another`) : e;
-  });
+  const { server, port: bound } = await listenMetrics(store, { port: portOf(port, "--metrics-port"), portFlag: "--metrics-port", host: "127.0.0.1", heartbeatMs });
   io.err(`floe: metrics on http://127.0.0.1:${bound}/metrics`);
   return { close: () => server.close() };
 }
 
+/** A port option: a whole number 0-65535 (0 picks a free port). */
+function portOf(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UserError(`${flag} must be a port number (0-65535), got \`${text}\``);
+  return n;
+}
+
+/** Serves /metrics, /health and /ready; a port in use or a host this machine does not have is a user error. */
+async function listenMetrics(store: StateStore, o: { port: number; portFlag: string; host: string; heartbeatMs: number }) {
+  const { serveMetrics } = await import("../metrics/server.js");
+  return serveMetrics(store, { port: o.port, host: o.host, staleAfterSeconds: (3 * o.heartbeatMs) / 1000 }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "EADDRINUSE") throw new UserError(`${o.portFlag} ${o.port} is in use; pick another`);
+    if (e.code === "EADDRNOTAVAIL" || e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") throw new UserError(`--host ${o.host} is not an address of this machine; use 127.0.0.1, 0.0.0.0 or one of its interfaces`);
+    throw e;
+  });
+}
+
 /** The project's notification dispatcher; failed deliveries are reported on stderr, never fatal. */
 async function notifications(io: Io, ctx: { settings: ProjectSettings; graph: AssetGraph }) {
-  const { projectDispatcher, runNotification } = await import("../notify/runs.js");
-  const dispatcher = projectDispatcher(ctx.settings, ctx.graph, {
+  const { projectDispatcher, publishRun } = await import("../notify/runs.js");
+  const preparing = new Set<Promise<void>>();
+  const dispatcher = await projectDispatcher(ctx.settings, ctx.graph, {
     onResult: (name, outcome, error) => {
       if (outcome === "failed") io.err(`floe: notification to ${name} failed after retries: ${error ?? ""}`);
     },
   });
   return {
-    run: (outcome: RunOutcome) => dispatcher.publish(runNotification(outcome, ctx.graph)),
+    run: (outcome: RunOutcome, store?: StateStore) => {
+      const p = publishRun(dispatcher, outcome, ctx.graph, store).finally(() => preparing.delete(p));
+      preparing.add(p);
+    },
     publish: (n: Parameters<typeof dispatcher.publish>[0]) => dispatcher.publish(n),
-    drain: () => dispatcher.drain(15_000),
+    drain: async () => {
+      await Promise.allSettled([...preparing]);
+      await dispatcher.close(15_000);
+    },
   };
 }
 
 /** Opens the state store (loaded only by commands that need it) and the resources steps use. */
 async function withStore<T>(settings: ProjectSettings, owner: string, fn: (store: StateStore, resources: ResourcePool) => Promise<T>): Promise<T> {
   const { StateStore } = await import("../state/index.js");
-  const store = await StateStore.open({ url: settings.databaseUrl, home: settings.home, owner });
+  const store = await StateStore.open({ url: settings.databaseUrl, home: settings.home, owner, extraMigrations: resourceMigrations(builtinResources) });
   const resources = resourcePool({ settings, store }, builtinResources);
   try {
     return await fn(store, resources);
@@ -501,10 +551,19 @@ function workerId(): string {
   return `${hostname()}:${process.pid}`;
 }
 
-/** Heartbeat interval of runs (FLOE_HEARTBEAT_MS, default 5 s); three missed beats fail a run. */
-function heartbeatMs(): number {
-  const v = Number(process.env.FLOE_HEARTBEAT_MS);
-  return Number.isInteger(v) && v > 0 ? v : 5_000;
+/**
+ * The terminal UI. Ink draws nothing until exit when CI or CONTINUOUS_INTEGRATION is set; floe
+ * shows the UI only on a terminal, where that would be a blank screen, so Ink loads without them.
+ */
+async function loadTui(): Promise<typeof import("../tui/run-tui.js")> {
+  const keys = ["CI", "CONTINUOUS_INTEGRATION"] as const;
+  const saved = keys.map((k) => [k, process.env[k]] as const);
+  for (const k of keys) delete process.env[k];
+  try {
+    return await import("../tui/run-tui.js");
+  } finally {
+    for (const [k, v] of saved) if (v !== undefined) process.env[k] = v;
+  }
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {
@@ -536,15 +595,15 @@ async function cancellable<T>(fn: (signal: AbortSignal) => Promise<T>, stopping 
 }
 
 async function driveAndReport(
-  io: Io, store: StateStore, graph: AssetGraph, id: string, runs: number, resources: ResourcePool, json: boolean, total: number | undefined, graceMs: number,
+  io: Io, store: StateStore, graph: AssetGraph, id: string, runs: number, resources: ResourcePool, json: boolean, total: number | undefined,
+  settings: Pick<ProjectSettings, "shutdownGraceMs" | "heartbeatMs" | "pools">,
   notify: Awaited<ReturnType<typeof notifications>>,
-  poolLimits: Readonly<Record<string, number>> = {},
 ): Promise<number> {
   const { driveBackfill } = await import("../runner/backfill.js");
   let done = 0;
   const outcome = await cancellable((signal) =>
     driveBackfill(store, graph, id, {
-      runs, signal, resources, graceMs, poolLimits,
+      runs, signal, resources, graceMs: settings.shutdownGraceMs, poolLimits: settings.pools, heartbeatMs: settings.heartbeatMs,
       onRun: (r) => {
         done++;
         if (!json) {
@@ -569,10 +628,11 @@ async function driveAndReport(
   });
   await notify.drain();
   if (json) {
-    const details = await Promise.all(latest.map(async (r) => ({
+    const stepsOf = await store.getStepsOfRuns(latest.map((r) => r.id));
+    const details = latest.map((r) => ({
       runId: r.id, status: r.status, partitions: r.partitionRange,
-      steps: (await store.getSteps(r.id)).map((s) => ({ asset: s.asset, partition: s.partition, status: s.status, metadata: s.metadata, ...(s.error ? { error: s.error } : {}) })),
-    })));
+      steps: (stepsOf.get(r.id) ?? []).map((s) => ({ asset: s.asset, partition: s.partition, status: s.status, metadata: s.metadata, ...(s.error ? { error: s.error } : {}) })),
+    }));
     io.out(JSON.stringify({ backfillId: backfill.id, status: backfill.status, runs: details }, null, 2));
   } else {
     const failed = latest.filter((r) => r.status !== "success");
@@ -593,10 +653,10 @@ function schedulerError(io: Io): (schedule: string, tickTime: Date, error: unkno
 function progress(io: Io): (e: ProgressEvent) => void {
   return (e) => {
     if (e.type === "step_retry") {
-      io.err(`  ↻ ${e.asset}${e.partition ? `[${e.partition}]` : ""}: attempt ${e.attempt} failed (${e.error.split("\n")[0]}); retrying in ${duration(e.delayMs)}`);
+      io.err(`  ↻ ${stepId(e.asset, e.partition || null)}: attempt ${e.attempt} failed (${e.error.split("\n")[0]}); retrying in ${duration(e.delayMs)}`);
     } else if (e.type === "step_finished") {
       const o = e.outcome;
-      const name = `${o.asset}${o.partition ? `[${o.partition}]` : ""}`;
+      const name = stepId(o.asset, o.partition || null);
       io.err(`  ${symbol(o.status)} ${name}  ${o.status === "success" ? duration(o.durationMs) : o.status}${o.error ? `: ${o.error.split("\n")[0]}` : ""}`);
     }
   };

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { sql } from "kysely";
 import { afterAll, describe, expect, it } from "vitest";
 import { UserError } from "../../src/errors.js";
-import { acquireLock, coreMigrations, StateStore, type Migration } from "../../src/state/index.js";
+import { acquireLock, StateStore, type Migration } from "../../src/state/index.js";
 import { defaultMigrations } from "../../src/state/store.js";
 import { pgAvailable, testDatabase } from "../helpers/pg.js";
 
@@ -134,6 +134,20 @@ describe("the embedded store's lock", () => {
     }
     expect(existsSync(join(home, "state.lock"))).toBe(false);
     expect(existsSync(join(home, "pglite"))).toBe(true);
+  });
+
+  it("runs PGlite with small shared buffers (its default 128MB is resident), from the first open on", async () => {
+    const home = newHome();
+    const show = async (): Promise<string | undefined> => {
+      const store = await StateStore.open({ home });
+      try {
+        return (await sql<{ shared_buffers: string }>`show shared_buffers`.execute(store.db)).rows[0]?.shared_buffers;
+      } finally {
+        await store.close();
+      }
+    };
+    expect(await show()).toBe("32MB");
+    expect(await show()).toBe("32MB");
   });
 
   it("takes over an unreadable lock", () => {

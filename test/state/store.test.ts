@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UserError } from "../../src/errors.js";
-import { coreMigrations, StateStore } from "../../src/state/index.js";
+import { StateStore } from "../../src/state/index.js";
 import { defaultMigrations } from "../../src/state/store.js";
 import { pgAvailable, testDatabase } from "../helpers/pg.js";
 
@@ -37,6 +37,26 @@ for (const engine of ["pglite", "postgres"] as const) {
 
     it("opens the right engine", () => {
       expect(store.engine).toBe(engine);
+    });
+
+    it("createRuns writes many runs in one statement; getStepsOfRuns reads their steps in one query", async () => {
+      const ids = await store.createRuns([
+        { trigger: "rerun", selection: "x", tags: { k: "v" }, priority: -1, steps: [{ asset: "x", partition: "2025-01-01" }, { asset: "y", partition: "2025-01-01", status: "success", attempts: 0, metadata: { rows: 3 } }] },
+        { trigger: "manual", status: "success", steps: [{ asset: "z", partition: null }] },
+      ]);
+      expect(ids).toHaveLength(2);
+      const [a, b] = await Promise.all(ids.map((id) => store.getRun(id)));
+      expect(a).toMatchObject({ trigger: "rerun", selection: "x", status: "queued", tags: { k: "v" } });
+      expect(b).toMatchObject({ trigger: "manual", status: "success" });
+      const steps = await store.getStepsOfRuns([...ids, "nope"]);
+      expect(steps.get(ids[0]!)?.map((s) => [s.asset, s.partition, s.status, s.metadata])).toEqual([["x", "2025-01-01", "pending", {}], ["y", "2025-01-01", "success", { rows: 3 }]]);
+      expect(steps.get(ids[1]!)?.map((s) => [s.asset, s.partition])).toEqual([["z", null]]);
+      expect(steps.get("nope")).toEqual([]);
+      expect(await store.createRuns([])).toEqual([]);
+      // the queued one is claimable, the finished one is not
+      expect((await store.claimRun("w"))?.id).toBe(ids[0]);
+      expect(await store.claimRun("w")).toBeUndefined();
+      await store.writeBatch({ runs: [{ id: ids[0]!, status: "success", endedAt: new Date() }] });
     });
 
     it("creates a run with its steps, in plan order, and a run_created event", async () => {
