@@ -4,7 +4,7 @@
 import { decodeAvroFile, encodeAvroFile } from "./avro.js";
 import { stringifyJson, type JsonObject, type JsonValue } from "./json.js";
 import { resultType, type PartitionSpec, type PartitionValue } from "./partition-spec.js";
-import type { PrimitiveType, Schema } from "./schema.js";
+import { sanitizeName, type PrimitiveType, type Schema } from "./schema.js";
 import { compareValues, serializeValue } from "./values.js";
 
 export interface KeyValue<V> {
@@ -17,7 +17,7 @@ export interface DataFile {
   content: number;
   file_path: string;
   file_format: string;
-  /** By partition field name. */
+  /** By partition field name (the Iceberg name; in the Avro file it is Avro-sanitized). */
   partition: Record<string, PartitionValue>;
   record_count: bigint;
   file_size_in_bytes: bigint;
@@ -112,7 +112,10 @@ function avroPartitionType(t: PrimitiveType): JsonValue {
  * const avroSchema = manifestEntrySchema(schema, spec);
  */
 export function manifestEntrySchema(schema: Schema, spec: PartitionSpec): JsonObject {
-  const partition = spec.fields.map((f) => optional(f.name, avroPartitionType(resultType(schema, f)), f["field-id"]));
+  // Avro names are [A-Za-z_][A-Za-z0-9_]*: a partition field "Breed Name" is "Breed_x20Name" in the
+  // file (Java's AvroSchemaUtil.makeCompatibleName); readers match it by field id, and the
+  // spec in the table metadata keeps the Iceberg name.
+  const partition = spec.fields.map((f) => optional(sanitizeName(f.name), avroPartitionType(resultType(schema, f)), f["field-id"]));
   return {
     type: "record",
     name: "manifest_entry",
@@ -199,7 +202,14 @@ export const MANIFEST_LIST_SCHEMA: JsonObject = {
  * const bytes = encodeManifest(schema, spec, [{ status: EntryStatus.Added, snapshot_id: sid, sequence_number: null, file_sequence_number: null, data_file }]);
  */
 export function encodeManifest(schema: Schema, spec: PartitionSpec, entries: readonly ManifestEntry[]): Uint8Array {
-  return encodeAvroFile(manifestEntrySchema(schema, spec), entries, {
+  const renamed = spec.fields.some((f) => sanitizeName(f.name) !== f.name);
+  const records = !renamed
+    ? entries
+    : entries.map((e) => ({
+        ...e,
+        data_file: { ...e.data_file, partition: Object.fromEntries(spec.fields.map((f) => [sanitizeName(f.name), e.data_file.partition[f.name] ?? null])) },
+      }));
+  return encodeAvroFile(manifestEntrySchema(schema, spec), records, {
     schema: stringifyJson(schema),
     "schema-id": String(schema["schema-id"]),
     "partition-spec": stringifyJson(spec.fields),
@@ -216,9 +226,12 @@ export function encodeManifest(schema: Schema, spec: PartitionSpec, entries: rea
  * const live = decodeManifest(await storage.read(key)).filter((e) => e.status !== EntryStatus.Deleted);
  */
 export function decodeManifest(bytes: Uint8Array): ManifestEntry[] {
-  return decodeAvroFile(bytes).records.map((raw) => {
+  const file = decodeAvroFile(bytes);
+  const rename = partitionNames(file.schema, file.metadata["partition-spec"]);
+  return file.records.map((raw) => {
     const r = raw as Partial<ManifestEntry> & { data_file: Partial<DataFile> & Pick<DataFile, "file_path" | "record_count" | "file_size_in_bytes"> };
     const d = r.data_file;
+    if (rename.size > 0 && d.partition) d.partition = Object.fromEntries(Object.entries(d.partition).map(([k, v]) => [rename.get(k) ?? k, v]));
     return {
       status: r.status ?? EntryStatus.Existing,
       snapshot_id: r.snapshot_id ?? null,
@@ -244,6 +257,39 @@ export function decodeManifest(bytes: Uint8Array): ManifestEntry[] {
       },
     };
   });
+}
+
+/**
+ * Avro partition field name → Iceberg partition field name, matched by field id between the
+ * file's `r102` record and the `partition-spec` header (only the names that differ).
+ */
+function partitionNames(schema: JsonObject, specJson: string | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  if (specJson === undefined) return out;
+  let spec: unknown;
+  try {
+    spec = JSON.parse(specJson);
+  } catch {
+    return out;
+  }
+  if (!Array.isArray(spec)) return out;
+  const nameOfId = new Map<number, string>();
+  for (const f of spec as unknown[]) {
+    if (f && typeof f === "object" && typeof (f as { name?: unknown }).name === "string") nameOfId.set(Number((f as { "field-id"?: unknown })["field-id"]), (f as { name: string }).name);
+  }
+  const record = (t: JsonValue | undefined): JsonObject | undefined => (t && typeof t === "object" && !Array.isArray(t) ? t : undefined);
+  const fieldsOf = (t: JsonValue | undefined): JsonValue[] => {
+    const rec = record(t);
+    return rec && Array.isArray(rec.fields) ? rec.fields : [];
+  };
+  const dataFile = fieldsOf(schema).map(record).find((f) => f?.name === "data_file");
+  const partition = fieldsOf(dataFile?.type).map(record).find((f) => f?.name === "partition");
+  for (const f of fieldsOf(partition?.type).map(record)) {
+    if (!f || typeof f.name !== "string") continue;
+    const name = nameOfId.get(Number(f["field-id"]));
+    if (name !== undefined && name !== f.name) out.set(f.name, name);
+  }
+  return out;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { IcebergSchemaError, type PrimitiveType, type Schema, type SchemaField } from "./schema.js";
+import { IcebergSchemaError, sanitizeName, type PrimitiveType, type Schema, type SchemaField } from "./schema.js";
 import { isoDate, type IcebergValue } from "./values.js";
 
 export type Transform = "identity" | "year" | "month" | "day" | "hour";
@@ -47,6 +47,7 @@ const TEMPORAL_SOURCES: Record<string, readonly string[]> = {
  */
 export function buildPartitionSpec(schema: Schema, inputs: readonly PartitionFieldInput[], specId = 0): PartitionSpec {
   const names = new Set<string>();
+  const avroNames = new Map<string, string>();
   const fields = inputs.map((input, i): PartitionField => {
     const transform = input.transform ?? "identity";
     const source = schema.fields.find((f) => f.name === input.column);
@@ -57,6 +58,10 @@ export function buildPartitionSpec(schema: Schema, inputs: readonly PartitionFie
     const name = input.name ?? (transform === "identity" ? input.column : `${input.column}_${transform}`);
     if (names.has(name)) throw new IcebergSchemaError(input.column, `partition field name "${name}" is used twice`);
     names.add(name);
+    // The name stays as given in the metadata; manifests hold it Avro-sanitized, where two names must not meet.
+    const other = avroNames.get(sanitizeName(name));
+    if (other !== undefined) throw new IcebergSchemaError(input.column, `partition field names "${other}" and "${name}" collide (both are "${sanitizeName(name)}" in Avro manifests)`);
+    avroNames.set(sanitizeName(name), name);
     return { "source-id": source.id, "field-id": FIRST_PARTITION_FIELD_ID + i, name, transform };
   });
   return { "spec-id": specId, fields };

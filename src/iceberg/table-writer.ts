@@ -176,7 +176,9 @@ async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
   const committed = (m: TableMetadata): Snapshot | undefined =>
     (dedupe && findSnapshotBySummary(m, dedupe.key, dedupe.value as string)) || o.committedIn?.(m);
 
-  let base = (await loadTable(o)) ?? (await createTable(o, columns));
+  const loaded = await loadTable(o);
+  if (loaded) await healVersionHint(o, loaded);
+  let base = loaded ?? (await createTable(o, columns));
   const earlier = committed(base.metadata);
   if (earlier) return resultOf(earlier, base.metadataLocation, 0, true);
 
@@ -223,7 +225,7 @@ async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
         continue;
       }
       if (committed) {
-        await publishVersionHint(o.storage, base.metadata.location, next.version, next.text);
+        await publishVersionHint(o, base.metadata.location, next.version, next.text);
         return resultOf(next.snapshot, next.location, attempt - 1, false);
       }
       lastError = new CommitConflictError(`table ${name} changed during the commit`);
@@ -248,7 +250,7 @@ async function createTable(o: TableWriteOptions, columns: SourceColumn[]): Promi
   const text = serializeTableMetadata(metadata);
   await o.storage.write(key, text);
   if (await o.catalog.createTable(o.table, o.storage.uriOf(key))) {
-    await publishVersionHint(o.storage, metadata.location, 0, text);
+    await publishVersionHint(o, metadata.location, 0, text);
     return { metadataLocation: o.storage.uriOf(key), metadata };
   }
   await removeQuietly(o.storage, [key]);
@@ -271,7 +273,10 @@ function plan(o: TableWriteOptions, m: TableMetadata, columns: readonly SourceCo
     const by = spec.fields.map((f) => `${f.transform}(${f.name})`).join(", ") || "nothing";
     throw new Error(`table ${tableName(o.table)} is partitioned by ${by}; changing the partitioning is not supported`);
   }
-  return { ...r, spec };
+  // The files carry the schema they are written with (`iceberg.schema` in Parquet): give a changed
+  // schema the id it will have once committed on this version, never a placeholder.
+  const schema = r.changed ? withSchema(m, r.schema, r.lastColumnId).schema : { ...r.schema, "schema-id": currentSchema(m)["schema-id"] };
+  return { ...r, schema, spec };
 }
 
 interface PreparedCommit {
@@ -306,6 +311,10 @@ async function prepareCommit(
     }
   }
   const { metadata: withCols, schema } = again.changed ? withSchema(base.metadata, again.schema, again.lastColumnId) : { metadata: base.metadata, schema: currentSchema(base.metadata) };
+  if (schema["schema-id"] !== writtenSchema["schema-id"]) {
+    // a concurrent writer added another schema meanwhile: the files name an id that is now someone else's
+    throw new CommitConflictError(`the schema of table ${tableName(o.table)} was changed by a concurrent writer; write again`);
+  }
   const spec = again.spec;
   if (spec["spec-id"] !== writtenSpec["spec-id"] || !samePartitioning(spec, writtenSpec)) {
     throw new Error(`the partitioning of table ${tableName(o.table)} was changed by a concurrent writer; write again`);
@@ -406,19 +415,52 @@ async function prepareCommit(
 
 /**
  * After a commit: `metadata/v<N>.metadata.json` (a copy) and `metadata/version-hint.text` = N, for
- * readers that open a table by its folder (DuckDB, PyIceberg StaticTable, icebird). Best effort,
- * never moving the hint backwards; the catalog remains the source of truth.
+ * readers that open a table by its folder (DuckDB, PyIceberg StaticTable, icebird). Best effort;
+ * the catalog remains the source of truth. The hint never moves backwards: a hint already higher
+ * is left alone, and after writing, the catalog is read again: if a concurrent committer got
+ * further meanwhile (and may have read the hint before this write), its version is published
+ * instead. So the last hint written is always the catalog's version at that time.
  */
-async function publishVersionHint(storage: ObjectStorage, location: string, version: number, text: string): Promise<void> {
-  const prefix = `${keyOf(storage, location)}/metadata`;
+async function publishVersionHint(o: TableRef, location: string, version: number, text: string): Promise<void> {
+  const prefix = `${keyOf(o.storage, location)}/metadata`;
   try {
-    await storage.write(`${prefix}/v${version}.metadata.json`, text);
-    const hint = await storage.read(`${prefix}/version-hint.text`).then((b) => Number.parseInt(new TextDecoder().decode(b), 10), () => -1);
-    if (!(hint > version)) await storage.write(`${prefix}/version-hint.text`, String(version));
+    let v = version;
+    let t = text;
+    for (let round = 0; round < 10; round++) {
+      if (!((await readVersionHint(o.storage, prefix)) >= v)) {
+        await o.storage.write(`${prefix}/v${v}.metadata.json`, t);
+        await o.storage.write(`${prefix}/version-hint.text`, String(v));
+      }
+      const now = await loadTable(o);
+      const current = now ? metadataVersion(now.metadataLocation) : -1;
+      if (!now || current <= v) return;
+      v = current;
+      t = serializeTableMetadata(now.metadata);
+    }
   } catch {
-    // a stale hint only affects path-based readers
+    // a stale hint only affects path-based readers; the next load or commit heals it
   }
 }
+
+/**
+ * Heals a hint left stale (a writer killed between its catalog commit and the hint, or a hint
+ * deleted): when it is missing or names an older version than `table`, `table` is published.
+ */
+async function healVersionHint(o: TableRef, table: LoadedTable): Promise<void> {
+  const version = metadataVersion(table.metadataLocation);
+  if (version < 0) return;
+  const prefix = `${keyOf(o.storage, table.metadata.location)}/metadata`;
+  const hint = await readVersionHint(o.storage, prefix).catch(() => -1);
+  if (hint < version) await publishVersionHint(o, table.metadata.location, version, serializeTableMetadata(table.metadata));
+}
+
+/** The version in `metadata/version-hint.text`, or -1 when there is none (or it is not a number). */
+async function readVersionHint(storage: ObjectStorage, prefix: string): Promise<number> {
+  const text = await storage.read(`${prefix}/version-hint.text`).then((b) => new TextDecoder().decode(b).trim(), () => "");
+  return /^\d+$/.test(text) ? Number(text) : -1;
+}
+
+type TableRef = { catalog: Catalog; storage: ObjectStorage; table: TableIdentifier };
 
 function resultOf(s: Snapshot, metadataLocation: string, commitRetries: number, alreadyCommitted: boolean): WriteResult {
   const n = (k: string): number => Number(s.summary[k] ?? 0);
