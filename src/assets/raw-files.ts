@@ -8,7 +8,7 @@ import type { SensorContext, StepContext } from "../dag/types.js";
 import { stageFile, type CsvOptions, type RawFormat } from "../duckdb/stage.js";
 import type { ProjectSettings } from "../project/config.js";
 import type { FileLedger } from "../state/files.js";
-import { checkStorageConfig, createStorage, type ResolvedStorageConfig, type StorageConfig as GenericStorageConfig } from "../storage/index.js";
+import { checkStorageConfig, createStorage, storageProfile, type ResolvedStorageConfig, type StorageConfig as GenericStorageConfig } from "../storage/index.js";
 import { ObjectNotFoundError, type ObjectInfo, type ObjectStorage } from "../storage/types.js";
 import { resolveSecret, type SecretRef } from "../secrets.js";
 import { defineAsset, type AssetOptions } from "./asset.js";
@@ -18,7 +18,8 @@ import { newLocation, scratchDir } from "./data.js";
 export type StorageConfig = GenericStorageConfig<string | SecretRef>;
 
 export interface RawFilesOptions extends Omit<AssetOptions, "materialize" | "deps"> {
-  storage: StorageConfig;
+  /** Inline, or the name of a storage profile of floe.config.ts (`storage: { landing: {…} }`). */
+  storage: StorageConfig | string;
   /** Keys to ingest, relative to the storage root; `{partition}` expands to the partition key. */
   glob: string;
   format: RawFormat;
@@ -33,6 +34,14 @@ export interface RawFilesOptions extends Omit<AssetOptions, "materialize" | "dep
   parallelism?: number;
   /** A claim older than this is taken over by the next run (default 10 min). */
   claimTimeoutMs?: number;
+  /**
+   * Ignore files last modified before this time (a Date, or an ISO 8601 string such as
+   * `"2025-06-01"` or `"2025-06-01T00:00:00Z"`; a date without a zone is UTC). Such files are
+   * not listed at all: they are never recorded in the ledger, so moving `since` earlier later
+   * picks them up on the next run. A file already discovered but older than `since` is not
+   * claimed either. For a landing folder with years of history you do not want to backfill.
+   */
+  since?: Date | string;
   /** Watch the storage: `floe scheduler` / `floe dev` queue a run when new files land (default every 30 s). */
   sensor?: boolean | { intervalSeconds?: number };
 }
@@ -60,18 +69,19 @@ export function rawFiles(key: string, options: RawFilesOptions) {
   if (options.glob.includes("{partition}") && !options.partitions) {
     throw new UserError(`rawFiles \`${key}\`: glob uses {partition} but the asset has no partitions`);
   }
-  const { sensor: watch, ...rest } = options;
+  const since = parseSince(key, options.since);
+  const { sensor: watch, since: _since, ...rest } = options;
   const intervalMs = typeof watch === "object" ? (watch.intervalSeconds ?? 30) * 1000 : 30_000;
   return defineAsset(key, {
     ...rest,
     kind: "raw_files",
-    materialize: (ctx) => ingest(ctx, options),
-    ...(watch ? { sensor: { intervalMs, poll: (ctx) => sense(ctx, key, options) } } : {}),
+    materialize: (ctx) => ingest(ctx, options, since),
+    ...(watch ? { sensor: { intervalMs, poll: (ctx) => sense(ctx, key, options, since) } } : {}),
   });
 }
 
 /** A sensor pass: list, record what is new in the ledger, report the partitions with files waiting. */
-async function sense(ctx: SensorContext, key: string, options: RawFilesOptions): Promise<Array<string | null>> {
+async function sense(ctx: SensorContext, key: string, options: RawFilesOptions, since: Date | undefined): Promise<Array<string | null>> {
   const settings = await ctx.resource<ProjectSettings>("project");
   const ledger = await ctx.resource<FileLedger>("files");
   const storage = await openStorage(options.storage, settings, key);
@@ -83,7 +93,7 @@ async function sense(ctx: SensorContext, key: string, options: RawFilesOptions):
   const byPartition = new Map<string | null, ObjectInfo[]>();
   for await (const page of storage.list(prefix)) {
     for (const o of page) {
-      if (!matches(o.key)) continue;
+      if (!matches(o.key) || (since !== undefined && o.lastModified < since)) continue;
       const p = partitionOf ? (partitionOf.exec(o.key)?.[1] ?? undefined) : null;
       if (p === undefined) continue;
       // only partitions that exist (a day that has not closed yet waits)
@@ -94,10 +104,10 @@ async function sense(ctx: SensorContext, key: string, options: RawFilesOptions):
     }
   }
   for (const [p, files] of byPartition) await ledger.discover(key, p, files);
-  return ledger.pendingPartitions(key);
+  return ledger.pendingPartitions(key, since);
 }
 
-async function ingest(ctx: StepContext, options: RawFilesOptions) {
+async function ingest(ctx: StepContext, options: RawFilesOptions, since: Date | undefined) {
   const settings = await ctx.resource<ProjectSettings>("project");
   const ledger = await ctx.resource<FileLedger>("files");
   const storage = await openStorage(options.storage, settings, ctx.assetKey);
@@ -107,8 +117,11 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
 
   // Discover: list a page, keep what the glob matches, diff it against the ledger set-based.
   let seen = 0;
+  let beforeSince = 0;
   for await (const page of storage.list(prefix)) {
-    const files = page.filter((o) => matches(o.key));
+    const matched = page.filter((o) => matches(o.key));
+    const files = since === undefined ? matched : matched.filter((o) => o.lastModified >= since);
+    beforeSince += matched.length - files.length;
     seen += files.length;
     if (files.length > 0) await ledger.discover(ctx.assetKey, ctx.partitionKey, files);
   }
@@ -121,6 +134,9 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
   // hold the partition's data.
   const batchId = location;
   const workerId = `${hostname()}:${process.pid}`;
+  // Abandoned after the shutdown grace: this batch's claims go back to DISCOVERED now (the
+  // attempt given back), not when the claim timeout frees them.
+  ctx.onInterrupt(() => ledger.release(workerId, batchId));
   const local = storage.uri.startsWith("file:");
   let rows = 0;
   let bytes = 0;
@@ -144,6 +160,7 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
         limit: options.batchSize ?? 500,
         claimTimeoutMs,
         maxAttempts: options.maxAttempts ?? 3,
+        ...(since !== undefined ? { modifiedSince: since } : {}),
       });
       if (claimed.length === 0) break;
       const results = await mapBounded(claimed, options.parallelism ?? 4, async (file) => {
@@ -172,8 +189,10 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
         await ledger.release(workerId, batchId); // the claims go back to DISCOVERED for the next run
         throw e;
       });
-      // Failures end now; ingested files stay PROCESSING in this batch until it is committed.
-      await ledger.settle(results.filter((r) => r.status === "FAILED"));
+      // One statement for the batch: failures end now; ingested files get their rows and bytes and
+      // stay PROCESSING in this batch until it is committed. Scoped to this claim: if another
+      // worker took a file over meanwhile, its row is left alone.
+      await ledger.recordBatch(results, { batchId, workerId });
       for (const r of results) {
         if (r.status === "SUCCESS") {
           rows += r.rows;
@@ -196,20 +215,46 @@ async function ingest(ctx: StepContext, options: RawFilesOptions) {
   // ledger, so a batch that a concurrent run settled after this list was made is in the next one.
   const earlier = (await ledger.settledBatches(ctx.assetKey, ctx.partitionKey)).filter((b) => b !== location);
   const locations = ingested > 0 ? [...earlier, location] : earlier;
-  return { metadata: { location, locations, rows, bytes, files: ingested, failedFiles: failures.length, listed: seen, batchId } };
+  return { metadata: { location, locations, rows, bytes, files: ingested, failedFiles: failures.length, listed: seen, ...(since !== undefined ? { ignoredBeforeSince: beforeSince } : {}), batchId } };
 }
 
-/** The source's storage, with its own credentials resolved now (never process-global). */
-async function openStorage(config: StorageConfig, settings: ProjectSettings, key: string): Promise<ObjectStorage> {
+/** `since` as a Date, or a one-line UserError naming the asset and the value. */
+function parseSince(key: string, since: Date | string | undefined): Date | undefined {
+  if (since === undefined) return undefined;
+  const iso = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/;
+  const d = since instanceof Date ? since : typeof since === "string" && iso.test(since.trim()) ? parseIso(since.trim()) : undefined;
+  if (d === undefined || Number.isNaN(d.getTime())) {
+    const shown = since instanceof Date ? "an invalid Date" : `\`${String(since)}\``;
+    throw new UserError(`rawFiles \`${key}\`: since ${shown} is not a date; expected a Date or an ISO 8601 string such as "2025-06-01" or "2025-06-01T00:00:00Z"`);
+  }
+  return d;
+}
+
+/** An ISO date or date-time; without a zone it is UTC (as a partition key is), never the machine's zone. */
+function parseIso(text: string): Date {
+  const t = text.replace(" ", "T");
+  const [y, m, d] = t.slice(0, 10).split("-").map(Number) as [number, number, number];
+  // reject overflowing fields (2025-02-30), which Date would roll over into the next month
+  if (m < 1 || m > 12 || d < 1 || d > new Date(Date.UTC(y, m, 0)).getUTCDate()) return new Date(Number.NaN);
+  if (!t.includes("T")) return new Date(`${t}T00:00:00Z`);
+  return new Date(/(?:Z|[+-]\d{2}:?\d{2})$/.test(t) ? t : `${t}Z`);
+}
+
+/** The source's storage (inline, or a profile of floe.config.ts by name), with its own credentials resolved now (never process-global). */
+async function openStorage(given: StorageConfig | string, settings: ProjectSettings, key: string): Promise<ObjectStorage> {
+  const label = typeof given === "string" ? `rawFiles \`${key}\` storage \`${given}\`` : `rawFiles \`${key}\` storage`;
+  const config = typeof given === "string" ? storageProfile(given, settings.storage ?? {}, `rawFiles \`${key}\` storage`)! : given;
   const resolved: ResolvedStorageConfig =
     config.type === "s3" && config.credentials
       ? { ...config, credentials: resolveCredentials(config.credentials, resolveSecret) }
       : (config as ResolvedStorageConfig);
-  return createStorage(resolved, settings.dir, `rawFiles \`${key}\` storage`);
+  return createStorage(resolved, settings.dir, label);
 }
 
-/** Checks a storage config's shape at definition time (secrets stand in as placeholders). */
-function checkStorage(key: string, config: StorageConfig): void {
+/** Checks a storage config's shape at definition time (secrets stand in as placeholders); a profile name against floe.config.ts when it is loaded. */
+function checkStorage(key: string, given: StorageConfig | string): void {
+  const config = typeof given === "string" ? storageProfile(given, undefined, `rawFiles \`${key}\` storage`) : given;
+  if (config === undefined) return; // a profile name, checked when the step opens it
   const shaped = typeof config === "object" && config !== null && config.type === "s3" && config.credentials
     ? { ...config, credentials: resolveCredentials(config.credentials, (v) => (typeof v === "string" ? v : "secret")) }
     : config;

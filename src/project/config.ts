@@ -3,11 +3,52 @@ import { join, resolve } from "node:path";
 import type { z as Z } from "zod";
 import { UserError } from "../errors.js";
 import { NOTIFICATION_EVENTS, isNotifier, type Notifier, type NotificationEvent } from "../notify/notifier.js";
-import { loadSecretsFile, stringOrSecret, type SecretRef } from "../secrets.js";
+import { isSecretRef, loadSecretsFile, stringOrSecret, type SecretRef } from "../secrets.js";
+import { checkStorageConfig, setStorageProfiles, type StorageProfile } from "../storage/index.js";
 import { importUserModule } from "./load.js";
 
 /** A DuckDB memory size: "512MB", "2GB", "1.5GiB". */
 const SIZE = /^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i;
+
+/** What a value is, for "expected string, got number". */
+function kindOf(v: unknown): string {
+  return v === null ? "null" : Array.isArray(v) ? "array" : typeof v;
+}
+
+/** Zod's error for a value of the wrong type, as floe words it: `expected string, got number`. */
+const typed = {
+  error: (iss: { code?: string; expected?: unknown; input?: unknown }): string | undefined =>
+    iss.code === "invalid_type" ? `expected ${String(iss.expected)}, got ${kindOf(iss.input)}` : undefined,
+};
+
+/** A storage profile: the same shape as a rawFiles `storage` (local folder or S3 prefix). */
+function storageSchema(z: typeof Z) {
+  const str = () => z.string(typed);
+  return z.discriminatedUnion(
+    "type",
+    [
+      z.object({ type: z.literal("local"), root: str().min(1, "expected a folder path") }, typed).strict(),
+      z
+        .object(
+          {
+            type: z.literal("s3"),
+            bucket: str(),
+            prefix: str().optional(),
+            endpoint: str().optional(),
+            region: str().optional(),
+            forcePathStyle: z.boolean(typed).optional(),
+            credentials: z
+              .object({ accessKeyId: stringOrSecret(z), secretAccessKey: stringOrSecret(z), sessionToken: stringOrSecret(z).optional() }, typed)
+              .strict()
+              .optional(),
+          },
+          typed,
+        )
+        .strict(),
+    ],
+    { error: (iss) => (typeof iss.input === "object" && iss.input !== null && !Array.isArray(iss.input) ? `expected type "local" or "s3", got ${JSON.stringify((iss.input as { type?: unknown }).type) ?? "none"}` : `expected { type: "local", root } or { type: "s3", bucket, … }, got ${kindOf(iss.input)}`) },
+  );
+}
 
 /** The config schema; zod is loaded only when a project has a config file. */
 async function configSchema() {
@@ -28,6 +69,13 @@ async function configSchema() {
         })
         .strict()
         .optional(),
+      /**
+       * Named storages that a rawFiles asset refers to by name (`storage: "landing"`), same shape as
+       * an inline one: `{ landing: { type: "s3", bucket: "landing", credentials: { accessKeyId: secret("…"), … } } }`.
+       */
+      storage: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, "expected a profile name of letters, digits, _ and -"), storageSchema(z), typed).optional(),
+      /** Port of /metrics, /health and /ready for dev, worker and scheduler when --metrics-port is not given, and for serve without --port. */
+      metricsPort: z.number(typed).int("expected a whole number").min(0, "expected a port number (0-65535)").max(65535, "expected a port number (0-65535)").optional(),
       /** floe's own folder (embedded store, staging). Default `.floe`. */
       home: z.string().optional(),
       /** DuckDB's memory limit per process, e.g. "2GB"; beyond it DuckDB spills to `<home>/duckdb-tmp` (default 512MB). */
@@ -93,6 +141,10 @@ export interface ProjectSettings {
   maxConcurrentRuns: number | undefined;
   warehouseS3: { endpoint?: string; region?: string; forcePathStyle?: boolean; credentials?: { accessKeyId: string | SecretRef; secretAccessKey: string | SecretRef } } | undefined;
   notifications: Array<{ notifier: Notifier; events?: NotificationEvent[]; select?: string }>;
+  /** Storage profiles (`storage` in floe.config.ts), by name. */
+  storage?: Record<string, StorageProfile>;
+  /** Port for /metrics, /health, /ready when no flag gives one (FLOE_METRICS_PORT, `metricsPort`); undefined: none. */
+  metricsPort?: number | undefined;
 }
 
 /**
@@ -106,6 +158,7 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
   const dir = resolve(projectDir);
   if (!existsSync(dir)) throw new UserError(`project folder ${dir} does not exist (--project)`);
   let config: FloeConfig = {};
+  let configName = "floe.config.ts";
   const file = ["floe.config.ts", "floe.config.mts", "floe.config.js", "floe.config.mjs"].map((f) => join(dir, f)).find(existsSync);
   if (file) {
     const mod = await importUserModule(file, dir);
@@ -116,7 +169,16 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
       throw new UserError(`${file.slice(dir.length + 1)}: ${path}: ${issue.message}`);
     }
     config = parsed.data;
+    configName = file.slice(dir.length + 1);
   }
+  // Deeper than the schema (bucket names, endpoint URLs): the checks an inline rawFiles storage gets.
+  for (const [name, profile] of Object.entries(config.storage ?? {})) {
+    const shaped = profile.type === "s3" && profile.credentials
+      ? { ...profile, credentials: Object.fromEntries(Object.entries(profile.credentials).map(([k, v]) => [k, isSecretRef(v) ? "secret" : v])) }
+      : profile;
+    checkStorageConfig(shaped, `${configName}: storage.${name}`);
+  }
+  setStorageProfiles(config.storage ?? {});
   const nonEmpty = (v: string | undefined): string | undefined => (v === undefined || v === "" ? undefined : v);
   const home = resolve(dir, nonEmpty(env.FLOE_HOME) ?? config.home ?? ".floe");
   const warehouse = nonEmpty(env.FLOE_WAREHOUSE) ?? config.warehouse ?? join(home, "warehouse");
@@ -130,6 +192,10 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
     return v;
   };
   const heartbeatMs = ms("FLOE_HEARTBEAT_MS", 1) ?? 5_000;
+  const rawPort = nonEmpty(env.FLOE_METRICS_PORT);
+  if (rawPort !== undefined && !/^\d+$/.test(rawPort)) throw new UserError(`FLOE_METRICS_PORT must be a port number (0-65535), got \`${rawPort}\``);
+  const envPort = rawPort === undefined ? undefined : Number(rawPort);
+  if (envPort !== undefined && envPort > 65535) throw new UserError(`FLOE_METRICS_PORT must be a port number (0-65535), got \`${rawPort}\``);
   const shutdownGraceMs = ms("FLOE_SHUTDOWN_GRACE_MS", 0) ?? config.shutdownGraceMs ?? 30_000;
   const secrets = nonEmpty(env.FLOE_SECRETS_FILE) ?? config.secretsFile;
   const secretsFile = secrets === undefined ? undefined : resolve(dir, secrets);
@@ -148,5 +214,7 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
     pools: config.pools ?? {},
     maxConcurrentRuns: config.maxConcurrentRuns,
     warehouseS3: config.warehouseS3,
+    storage: config.storage ?? {},
+    metricsPort: envPort ?? config.metricsPort,
   };
 }

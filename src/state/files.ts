@@ -1,4 +1,5 @@
 import { sql, type RawBuilder } from "kysely";
+import { redact } from "../secrets.js";
 import type { ObjectInfo } from "../storage/types.js";
 import type { FileStatus } from "./schema.js";
 import type { StateStore } from "./store.js";
@@ -225,6 +226,8 @@ export class FileLedger {
     claimTimeoutMs: number;
     maxAttempts: number;
     retryBaseMs?: number;
+    /** Only files modified at or after this time (a file of unknown mtime is claimed). */
+    modifiedSince?: Date;
   }): Promise<ClaimedFile[]> {
     if (opts.limit <= 0) return [];
     const lostWait =
@@ -241,7 +244,7 @@ export class FileLedger {
     const { rows } = await sql<{ id: string; path: string; etag: string; size: string; last_modified: Date | null; attempts: number; previous_batch_id: string | null }>`
       update processed_files f set
         status = 'PROCESSING', claimed_by = ${opts.workerId}, claimed_at = now(), attempts = f.attempts + 1,
-        run_id = ${opts.runId}, batch_id = ${opts.batchId}, next_attempt_at = null, updated_at = now()
+        run_id = ${opts.runId}, batch_id = ${opts.batchId}, next_attempt_at = null, rows = null, bytes = null, updated_at = now()
       from (
         select id, status as old_status, batch_id as old_batch_id
         from processed_files
@@ -249,6 +252,7 @@ export class FileLedger {
           and (status = 'DISCOVERED'
             or (status = 'FAILED' and attempts < ${opts.maxAttempts}::int and next_attempt_at <= now())
             or (status = 'PROCESSING' and attempts < ${opts.maxAttempts}::int and claimed_at < now() - ${lostWait}))
+          ${opts.modifiedSince === undefined ? sql`` : sql`and (last_modified is null or last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}
         order by path
         limit ${opts.limit}::int
         for update skip locked
@@ -276,7 +280,8 @@ export class FileLedger {
     for (const r of results) {
       if (r.status !== "SUCCESS" && r.status !== "FAILED" && r.status !== "SKIPPED") throw new Error(`settle: file ${r.id} has status ${String(r.status)}; expected SUCCESS, FAILED or SKIPPED`);
     }
-    const input = results.map((r) => ({ id: r.id, status: r.status, rows: r.rows ?? null, bytes: r.bytes ?? null, error: r.error ?? null }));
+    // An error may quote a resolved secret (a URL with a token, a connection string): never store it.
+    const input = results.map((r) => ({ id: r.id, status: r.status, rows: r.rows ?? null, bytes: r.bytes ?? null, error: r.error == null ? null : redact(r.error) }));
     const base = opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS;
     await sql`
       update processed_files f set
@@ -285,6 +290,40 @@ export class FileLedger {
           then now() + make_interval(secs => ${secs(base)} * power(2::float8, least(greatest(f.attempts - 1, 0), ${MAX_BACKOFF_EXPONENT}))) end
       from json_to_recordset(${json(input)}::json) as r(id bigint, status text, rows bigint, bytes bigint, error text)
       where f.id = r.id and f.status = 'PROCESSING' ${opts.batchId === undefined ? sql`` : sql`and f.batch_id = ${opts.batchId}`}`.execute(this.store.db);
+  }
+
+  /**
+   * Records what a worker did with the files of one claimed batch, in one statement for all:
+   * FAILED files end as `settle` ends them (error, backoff); ingested (SUCCESS) files get their
+   * `rows` and `bytes` but stay PROCESSING in the batch until `settleBatch` marks them done after
+   * the batch's output is committed. Only rows still PROCESSING in `batchId` and claimed by
+   * `workerId` are touched: a worker whose claim was taken over changes nothing. Errors are
+   * redacted (no resolved secret is stored). Returns how many files it updated.
+   *
+   * @example
+   * await ledger.recordBatch([{ id: a.id, status: "SUCCESS", rows: 120, bytes: 4096 }, { id: b.id, status: "FAILED", error: "line 3: unterminated quote" }], { batchId, workerId: "host:123" });
+   * await ledger.settleBatch(batchId); // after the commit: a is SUCCESS with rows 120, bytes 4096
+   */
+  async recordBatch(results: readonly FileResult[], opts: { batchId: string; workerId: string; retryBaseMs?: number }): Promise<number> {
+    if (results.length === 0) return 0;
+    for (const r of results) {
+      if (r.status !== "SUCCESS" && r.status !== "FAILED") throw new Error(`recordBatch: file ${r.id} has status ${String(r.status)}; expected SUCCESS or FAILED`);
+    }
+    const input = results.map((r) => ({ id: r.id, failed: r.status === "FAILED", rows: r.rows ?? null, bytes: r.bytes ?? null, error: r.error == null ? null : redact(r.error) }));
+    const base = opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS;
+    const r = await sql`
+      update processed_files f set
+        status = case when r.failed then 'FAILED' else f.status end,
+        rows = r.rows, bytes = r.bytes,
+        error = case when r.failed then r.error end,
+        claimed_by = case when r.failed then null else f.claimed_by end,
+        claimed_at = case when r.failed then null else f.claimed_at end,
+        next_attempt_at = case when r.failed
+          then now() + make_interval(secs => ${secs(base)} * power(2::float8, least(greatest(f.attempts - 1, 0), ${MAX_BACKOFF_EXPONENT}))) end,
+        updated_at = now()
+      from json_to_recordset(${json(input)}::json) as r(id bigint, failed boolean, rows bigint, bytes bigint, error text)
+      where f.id = r.id and f.status = 'PROCESSING' and f.batch_id = ${opts.batchId} and f.claimed_by = ${opts.workerId}`.execute(this.store.db);
+    return Number(r.numAffectedRows ?? 0);
   }
 
   /**
@@ -341,21 +380,24 @@ export class FileLedger {
    */
   async release(workerId: string, batchId?: string): Promise<number> {
     const r = await sql`update processed_files set status = 'DISCOVERED', claimed_by = null, claimed_at = null,
-        attempts = greatest(attempts - 1, 0), updated_at = now()
+        attempts = greatest(attempts - 1, 0), rows = null, bytes = null, updated_at = now()
       where claimed_by = ${workerId} and status = 'PROCESSING' ${batchId === undefined ? sql`` : sql`and batch_id = ${batchId}`}`.execute(this.store.db);
     return Number(r.numAffectedRows ?? 0);
   }
 
   /**
    * Partitions of a source that have files waiting (DISCOVERED), for sensors; null is the
-   * unpartitioned one.
+   * unpartitioned one. With `modifiedSince`, only files modified at or after it count (rawFiles `since`).
    *
    * @example
    * const partitions = await ledger.pendingPartitions("raw_orders"); // ["2025-01-01", "2025-01-02"]
+   * const recent = await ledger.pendingPartitions("raw_orders", new Date("2025-06-01T00:00:00Z")); // files modified since then only
    */
-  async pendingPartitions(source: string): Promise<Array<string | null>> {
+  async pendingPartitions(source: string, modifiedSince?: Date): Promise<Array<string | null>> {
     const { rows } = await sql<{ partition: string }>`select distinct partition from processed_files
-      where source = ${source} and status = 'DISCOVERED' order by partition`.execute(this.store.db);
+      where source = ${source} and status = 'DISCOVERED'
+        ${modifiedSince === undefined ? sql`` : sql`and (last_modified is null or last_modified >= ${modifiedSince.toISOString()}::timestamptz)`}
+      order by partition`.execute(this.store.db);
     return rows.map((r) => (r.partition === "" ? null : r.partition));
   }
 

@@ -1,4 +1,5 @@
 import { didYouMean, UserError } from "../errors.js";
+import type { SecretRef } from "../secrets.js";
 import { localStorage } from "./local-storage.js";
 import { s3Storage } from "./s3-storage.js";
 import type { ObjectStorage } from "./types.js";
@@ -90,4 +91,48 @@ export function createStorage(config: ResolvedStorageConfig, baseDir: string, la
   if (config.type === "local") return localStorage({ root: config.root, baseDir });
   const { type: _, ...options } = config;
   return s3Storage(options);
+}
+
+/** A named storage of floe.config.ts (`storage: { landing: { type: "s3", … } }`); credentials may be `secret()` references. */
+export type StorageProfile = StorageConfig<string | SecretRef>;
+
+const PROFILES = Symbol.for("floe.storageProfiles");
+
+/**
+ * Registers the storage profiles of the loaded project (floe.config.ts `storage`), so that a
+ * pipeline module naming one (`rawFiles("raw", { storage: "landing", … })`) is checked when it
+ * loads. `undefined` forgets them (no project loaded: names are checked when a step runs).
+ *
+ * @example
+ * setStorageProfiles({ landing: { type: "local", root: "data/landing" } });
+ */
+export function setStorageProfiles(profiles: Readonly<Record<string, StorageProfile>> | undefined): void {
+  const g = globalThis as { [PROFILES]?: Readonly<Record<string, StorageProfile>> };
+  if (profiles === undefined) delete g[PROFILES];
+  else g[PROFILES] = profiles;
+}
+
+/**
+ * The profile a storage name refers to; an unknown name is a {@link UserError} with a
+ * did-you-mean. Without `profiles` (and none registered by {@link setStorageProfiles}), the
+ * name cannot be checked yet: undefined.
+ *
+ * @example
+ * storageProfile("landing", settings.storage, "rawFiles `raw_orders` storage"); // { type: "s3", bucket: "landing", … }
+ */
+export function storageProfile(
+  name: string,
+  profiles: Readonly<Record<string, StorageProfile>> | undefined = (globalThis as { [PROFILES]?: Readonly<Record<string, StorageProfile>> })[PROFILES],
+  label = "storage",
+): StorageProfile | undefined {
+  if (name === "") throw new UserError(`${label}: expected a storage profile name or { type: "local", root } / { type: "s3", bucket, … }`);
+  if (profiles === undefined) return undefined;
+  const found = Object.hasOwn(profiles, name) ? profiles[name] : undefined;
+  if (found !== undefined) return found;
+  const names = Object.keys(profiles);
+  throw new UserError(
+    names.length === 0
+      ? `${label}: unknown storage profile \`${name}\`; floe.config.ts defines none (add storage: { ${/^[A-Za-z_$][\w$]*$/.test(name) ? name : JSON.stringify(name)}: { type: "local", root: "…" } })`
+      : `${label}: unknown storage profile \`${name}\`${didYouMean(name, names) || `; floe.config.ts defines ${names.map((n) => `\`${n}\``).join(", ")}`}`,
+  );
 }

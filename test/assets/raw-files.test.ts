@@ -50,6 +50,12 @@ describe("rawFiles → duckdbTable", () => {
       ["orders/2025-01-01/b.csv", "SUCCESS", null],
       ["orders/2025-01-01/bad.csv", "FAILED", "line 2: expected 2 columns, found 3"],
     ]);
+    // each ingested file keeps its own rows and bytes; a failed one has none
+    expect((await ledger.list("raw_orders")).map((f) => [f.path, f.rows, f.bytes])).toEqual([
+      ["orders/2025-01-01/a.csv", 2, 20],
+      ["orders/2025-01-01/b.csv", 1, 15],
+      ["orders/2025-01-01/bad.csv", null, null],
+    ]);
 
     const again = await run([raw(1), orders]);
     expect(again.steps[0]!.metadata).toMatchObject({ files: 0, rows: 0 });
@@ -59,6 +65,10 @@ describe("rawFiles → duckdbTable", () => {
     const changed = await run([raw(1), orders]);
     expect(changed.steps[0]!.metadata).toMatchObject({ files: 1, rows: 3 });
     expect(changed.steps[1]!.metadata).toMatchObject({ rows: 4 }); // a.csv's new version (3 rows) + b.csv
+    expect((await ledger.list("raw_orders", { status: "SUCCESS" })).map((f) => [f.path, f.rows, f.bytes])).toEqual([
+      ["orders/2025-01-01/a.csv", 3, 25],
+      ["orders/2025-01-01/b.csv", 1, 15],
+    ]);
   });
 
   it("more failed files than maxFailedFiles fails the step naming a file; the good files are not lost", async () => {
@@ -85,6 +95,51 @@ describe("rawFiles → duckdbTable", () => {
     expect(files.map((f) => [f.path, f.status])).toEqual([["gone/keep.csv", "SUCCESS"], ["gone/vanish.csv", "FAILED"]]);
     expect(files[1]!.error).toMatch(/gone\/vanish\.csv/);
     expect(files[1]!.error).not.toContain("\n");
+  });
+});
+
+describe("rawFiles options", () => {
+  it("a file error that quotes a resolved secret is stored redacted", async () => {
+    const { resolveSecret, secret } = await import("../../src/secrets.js");
+    process.env.FLOE_TEST_LEAKY_TOKEN = "tok-9f8e7d6c5b";
+    const token = resolveSecret(secret("FLOE_TEST_LEAKY_TOKEN"));
+    const leaky = rawFiles("raw_leaky", { storage: { type: "local", root: "landing" }, glob: "leaky/*.csv", format: "csv", maxFailedFiles: 1, maxAttempts: 1 });
+    const ledger = new FileLedger(store);
+    // listed with the token in its name (say, a presigned key), then gone: the error names the path
+    await ledger.discover("raw_leaky", null, [{ key: `leaky/${token}.csv`, etag: "x", size: 5, lastModified: new Date() }]);
+    const out = await materialize(store, AssetGraph.build([{ module: "t.ts", pipeline: pipeline("t", { assets: [leaky] }) }]), { assets: new Set(["raw_leaky"]), selection: "*" }, { resources: pool });
+    expect(out.steps[0]!.metadata).toMatchObject({ files: 0, failedFiles: 1 });
+    const [f] = await ledger.list("raw_leaky");
+    expect(f!.status).toBe("FAILED");
+    expect(f!.error).toContain("leaky/***.csv");
+    expect(f!.error).not.toContain(token);
+  });
+
+  it("since: files modified before it are not listed, not recorded and not claimed", async () => {
+    const old = new Date("2024-03-01T00:00:00Z");
+    put("since/old.csv", "id\n1\n", old);
+    put("since/new.csv", "id\n2\n3\n", new Date("2024-06-02T00:00:00Z"));
+    const ledger = new FileLedger(store);
+    // discovered before `since` was set: still not claimed
+    await ledger.discover("raw_since", null, [{ key: "since/older.csv", etag: "x", size: 5, lastModified: old }]);
+    const recent = rawFiles("raw_since", { storage: { type: "local", root: "landing" }, glob: "since/*.csv", format: "csv", since: "2024-06-01" });
+    const out = await materialize(store, AssetGraph.build([{ module: "t.ts", pipeline: pipeline("t", { assets: [recent] }) }]), { assets: new Set(["raw_since"]), selection: "*" }, { resources: pool });
+    expect(out.status).toBe("success");
+    expect(out.steps[0]!.metadata).toMatchObject({ files: 1, rows: 2, listed: 1, ignoredBeforeSince: 1 });
+    expect((await ledger.list("raw_since")).map((f) => [f.path, f.status])).toEqual([["since/new.csv", "SUCCESS"], ["since/older.csv", "DISCOVERED"]]);
+    // a Date works the same; moving `since` earlier picks the old files up
+    const all = rawFiles("raw_since", { storage: { type: "local", root: "landing" }, glob: "since/*.csv", format: "csv", since: new Date("2024-01-01T00:00:00Z"), maxFailedFiles: 1 });
+    const again = await materialize(store, AssetGraph.build([{ module: "t.ts", pipeline: pipeline("t", { assets: [all] }) }]), { assets: new Set(["raw_since"]), selection: "*" }, { resources: pool });
+    expect(again.steps[0]!.metadata).toMatchObject({ files: 1, rows: 1, failedFiles: 1, ignoredBeforeSince: 0 }); // old.csv; older.csv is gone
+  });
+
+  it("a bad since is a one-line error at definition", () => {
+    const def = (since: unknown) => () => rawFiles("r", { storage: { type: "local", root: "x" }, glob: "*.csv", format: "csv", since: since as string });
+    expect(def("yesterday")).toThrow('rawFiles `r`: since `yesterday` is not a date; expected a Date or an ISO 8601 string such as "2025-06-01" or "2025-06-01T00:00:00Z"');
+    expect(def("2025-02-30")).toThrow("rawFiles `r`: since `2025-02-30` is not a date");
+    expect(def(new Date("nope"))).toThrow("rawFiles `r`: since an invalid Date is not a date");
+    expect(def(20250101)).toThrow("rawFiles `r`: since `20250101` is not a date");
+    expect(def("2025-06-01T12:30:00+02:00")).not.toThrow();
   });
 });
 

@@ -108,6 +108,57 @@ for (const engine of ["pglite", "postgres"] as const) {
       expect((await ledger.list(s))[0]).toMatchObject({ status: "SUCCESS", claimedBy: null, claimedAt: null });
     });
 
+    it("recordBatch stores rows and bytes of ingested files and fails the rest, only within the caller's claim", async () => {
+      const s = "record";
+      await ledger.discover(s, null, [file("a.csv"), file("b.csv"), file("c.csv")]);
+      const [a, b, c] = await ledger.claim({ ...base, source: s, workerId: "slow", batchId: "rec-1" });
+      // c's claim times out and another worker takes it over while "slow" still works on it
+      await sql`update processed_files set claimed_at = claimed_at - interval '90 seconds' where source = ${s} and path = 'c.csv'`.execute(store.db);
+      const [taken] = await ledger.claim({ ...base, source: s, workerId: "fast", batchId: "rec-2" });
+      expect(taken).toMatchObject({ path: "c.csv", attempts: 2 });
+      const n = await ledger.recordBatch([
+        { id: a!.id, status: "SUCCESS", rows: 7, bytes: 70 },
+        { id: b!.id, status: "FAILED", error: "line 2: bad" },
+        { id: c!.id, status: "FAILED", error: "late: not mine any more" },
+      ], { batchId: "rec-1", workerId: "slow", retryBaseMs: 1_000 });
+      expect(n).toBe(2);
+      const row = async (path: string) => (await ledger.list(s)).find((f) => f.path === path)!;
+      expect(await row("a.csv")).toMatchObject({ status: "PROCESSING", rows: 7, bytes: 70, claimedBy: "slow", error: null });
+      expect(await row("b.csv")).toMatchObject({ status: "FAILED", rows: null, claimedBy: null, error: "line 2: bad" });
+      expect(await row("c.csv")).toMatchObject({ status: "PROCESSING", claimedBy: "fast", batchId: "rec-2", error: null, attempts: 2 });
+      // a worker name alone is not enough: the batch must match too
+      expect(await ledger.recordBatch([{ id: c!.id, status: "FAILED", error: "x" }], { batchId: "rec-1", workerId: "fast" })).toBe(0);
+      // the commit keeps rows and bytes
+      expect(await ledger.settleBatch("rec-1")).toBe(1);
+      expect(await row("a.csv")).toMatchObject({ status: "SUCCESS", rows: 7, bytes: 70 });
+      await expect(ledger.recordBatch([{ id: a!.id, status: "SKIPPED" }], { batchId: "rec-1", workerId: "slow" })).rejects.toThrow(/status SKIPPED/);
+    });
+
+    it("claims and reports pending only files modified since a time, when asked (rawFiles `since`)", async () => {
+      const s = "since";
+      const at = (key: string, iso: string): ObjectInfo => ({ key, etag: "e", size: 1, lastModified: new Date(iso) });
+      await ledger.discover(s, "old", [at("old/a.csv", "2024-01-01T00:00:00Z")]);
+      await ledger.discover(s, "new", [at("new/b.csv", "2024-06-01T00:00:00Z"), at("new/c.csv", "2024-05-31T23:59:59Z")]);
+      const since = new Date("2024-06-01T00:00:00Z");
+      expect(await ledger.pendingPartitions(s)).toEqual(["new", "old"]);
+      expect(await ledger.pendingPartitions(s, since)).toEqual(["new"]);
+      expect(paths(await ledger.claim({ ...base, source: s, partition: "old", modifiedSince: since }))).toEqual([]);
+      expect(paths(await ledger.claim({ ...base, source: s, partition: "new", modifiedSince: since }))).toEqual(["new/b.csv"]);
+    });
+
+    it("never stores a resolved secret in a file's error", async () => {
+      const { resolveSecret, secret } = await import("../../src/secrets.js");
+      process.env.FLOE_TEST_FILES_SECRET = "pa55-w0rd-xyz";
+      const value = resolveSecret(secret("FLOE_TEST_FILES_SECRET"));
+      const s = "redact";
+      await ledger.discover(s, null, [file("a.csv"), file("b.csv")]);
+      const [a, b] = await ledger.claim({ ...base, source: s, batchId: "red-1" });
+      await ledger.recordBatch([{ id: a!.id, status: "FAILED", error: `GET https://u:${value}@host/a.csv: 403` }], { batchId: "red-1", workerId: "w1" });
+      await ledger.settle([{ id: b!.id, status: "FAILED", error: `auth ${value} rejected` }]);
+      const errors = (await ledger.list(s)).map((f) => f.error);
+      expect(errors).toEqual(["GET https://u:***@host/a.csv: 403", "auth *** rejected"]);
+    });
+
     it("retries a failed file after its exponential backoff, until maxAttempts", async () => {
       const s = "retry";
       await ledger.discover(s, null, [file("bad.csv"), file("skip.csv")]);
