@@ -27,8 +27,9 @@ export async function queueEager(store: StateStore, graph: AssetGraph, outcome: 
     }
   }
   if (wanted.size === 0) return undefined;
+  // only the wanted asset partitions' latest steps, not every step the eager assets ever had
   const busy = new Set(
-    (await store.latestStepStates([...new Set([...wanted.values()].map((w) => w.asset))]))
+    (await store.latestStepStates(undefined, [...wanted.values()]))
       .filter((s) => s.status === "pending" || s.status === "running")
       .map((s) => stepId(s.asset, s.partition)),
   );

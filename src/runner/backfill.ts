@@ -4,7 +4,7 @@ import { plan, type PlannedStep } from "../dag/plan.js";
 import type { BackfillRecord, NewRun, RunRecord, StateStore } from "../state/index.js";
 import { rerunOf } from "./launch.js";
 import type { RunOutcome, RunnerOptions } from "./runner.js";
-import { runWorker } from "./worker.js";
+import { runWorker, type WorkerOptions } from "./worker.js";
 
 export type BackfillPolicy = { type: "per-partition" } | { type: "single-run" } | { type: "chunks"; size: number };
 
@@ -65,31 +65,36 @@ export interface BackfillOutcome {
 }
 
 /**
- * Executes a backfill's queued runs in this process, `runs` at a time, until none is left and
- * none is running (a run of a dead process is recovered after three missed heartbeats); then
- * settles its status from the latest run of each partition. Other `floe worker`s may help.
+ * Executes a backfill's queued runs in this process, `runs` at a time (and at most what
+ * `maxRunning`, the global cap, leaves to backfills), until none is left and none is running (a
+ * run of a dead process is recovered after three missed heartbeats); then settles its status
+ * from the latest run of each partition. Other `floe worker`s may help. A backfill canceled
+ * meanwhile (`floe backfill cancel`) stops the driver and stays canceled.
  *
  * @example
- * await driveBackfill(store, graph, backfill.id, { runs: 4 });
+ * await driveBackfill(store, graph, backfill.id, { runs: 4, maxRunning: 8 });
  */
 export async function driveBackfill(
   store: StateStore,
   graph: AssetGraph,
   id: string,
-  options: Omit<RunnerOptions, "worker"> & { runs?: number; onRun?: (outcome: RunOutcome) => void } = {},
+  options: Omit<RunnerOptions, "worker"> & Pick<WorkerOptions, "maxRunning" | "recoveries" | "pollMs"> & { runs?: number; onRun?: (outcome: RunOutcome) => void } = {},
 ): Promise<BackfillOutcome> {
   // Runs still running belong to another worker or to a process that died (a restart): wait for
   // them, so that a dead one is failed after three missed heartbeats and requeued from failure.
   let runs: RunRecord[];
+  let canceled = false;
   for (;;) {
     await runWorker(store, graph, { ...options, untilEmpty: true, backfillId: id });
     runs = currentRuns(await store.backfillRuns(id));
-    if (options.signal?.aborted || !runs.some((r) => r.status === "running" || r.status === "queued")) break;
+    canceled = (await store.getBackfill(id)).status === "canceled";
+    if (canceled || options.signal?.aborted || !runs.some((r) => r.status === "running" || r.status === "queued")) break;
     await new Promise((r) => setTimeout(r, options.heartbeatMs ?? 5_000));
   }
-  const status = options.signal?.aborted ? "canceled" : runs.every((r) => r.status === "success") ? "success" : runs.some((r) => r.status === "queued" || r.status === "running") ? "running" : "failed";
-  await store.setBackfillStatus(id, status);
-  return { backfill: await store.getBackfill(id), runs };
+  const status = canceled || options.signal?.aborted ? "canceled" : runs.every((r) => r.status === "success") ? "success" : runs.some((r) => r.status === "queued" || r.status === "running") ? "running" : "failed";
+  // a cancel that lands while this settles wins: a canceled backfill is never marked failed
+  await store.setBackfillStatus(id, status, { unlessCanceled: true });
+  return { backfill: await store.getBackfill(id), runs: status === "canceled" ? currentRuns(await store.backfillRuns(id)) : runs };
 }
 
 /**

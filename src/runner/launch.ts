@@ -192,11 +192,31 @@ export function rerunOf(
     parentRunId: parent.id,
     tags: { ...parent.tags, ...(opts.fromFailure ? { "floe/from_failure": "true" } : {}), ...launch.tags },
     status: "queued",
-    ...(launch.backfillId ? { backfillId: launch.backfillId, priority: -1 } : {}),
+    priority: parent.priority, // a rerun keeps its place in the queue (a backfill's stays in its lane)
+    ...(launch.backfillId ? { backfillId: launch.backfillId } : {}),
     steps: steps.map((s) =>
       opts.fromFailure && !redo.has(s.status)
         ? { asset: s.asset, partition: s.partition, status: "success" as const, metadata: s.metadata, attempts: 0 }
         : { asset: s.asset, partition: s.partition },
     ),
   };
+}
+
+/** The largest queue priority a run may have, either way (the column is a 32-bit int). */
+export const MAX_PRIORITY = 1_000_000;
+
+/**
+ * Reads a `--priority` value: a whole number from -MAX_PRIORITY to MAX_PRIORITY (higher runs are
+ * claimed first). Anything else is a one-line UserError naming the flag.
+ *
+ * @example
+ * parsePriority("5"); // 5
+ * parsePriority("-2"); // -2
+ */
+export function parsePriority(text: string, flag = "--priority"): number {
+  const n = /^[+-]?\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(n) || Math.abs(n) > MAX_PRIORITY) {
+    throw new UserError(`${flag} must be a whole number from -${MAX_PRIORITY} to ${MAX_PRIORITY}, got \`${text}\``);
+  }
+  return n;
 }

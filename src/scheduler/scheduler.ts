@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import type { AssetGraph } from "../dag/graph.js";
 import { stepId } from "../dag/plan.js";
 import type { Resources } from "../runner/runner.js";
-import type { RunRecord, StateStore } from "../state/index.js";
+import type { NewRun, RunRecord, StateStore } from "../state/index.js";
 import { keepBeating } from "../state/processes.js";
 import { schedulesOf, tickPlan, type Schedule } from "./schedules.js";
 
@@ -34,21 +34,28 @@ export interface SchedulerOptions {
 export async function runScheduler(store: StateStore, graph: AssetGraph, options: SchedulerOptions = {}): Promise<void> {
   const signal = options.signal ?? new AbortController().signal;
   const schedules = schedulesOf(graph);
-  const tick = async (s: Schedule, tickTime: Date): Promise<void> => {
+  /** The tick's run and key, or undefined when no partition has closed yet at `tickTime`. */
+  const tickRun = (s: Schedule, tickTime: Date): { run: NewRun; tick: { schedule: string; tickTime: Date } } | undefined => {
     const planned = tickPlan(graph, s, tickTime);
-    if (!planned) return;
-    const run = await store.createScheduledRun(
-      {
+    if (!planned) return undefined;
+    return {
+      run: {
         trigger: "schedule",
         selection: s.selection,
         partitionRange: planned.partition,
         tags: { "floe/schedule": s.name, "floe/tick": tickTime.toISOString() },
         status: "queued",
+        priority: s.definition.priority ?? 0,
         steps: planned.plan.steps.map((x) => ({ asset: x.asset, partition: x.partition })),
       },
-      { schedule: s.name, tickTime },
-    );
-    if (run) options.onRun?.(s.name, tickTime, run);
+      tick: { schedule: s.name, tickTime },
+    };
+  };
+  /** Records ticks of a schedule with their runs, all in one statement. */
+  const ticks = async (s: Schedule, times: readonly Date[]): Promise<void> => {
+    const items = times.map((t) => tickRun(s, t)).filter((x) => x !== undefined);
+    const created = await store.createScheduledRuns(items);
+    for (const run of created) options.onRun?.(s.name, new Date(run.tags["floe/tick"]!), run);
   };
 
   // /health reports a scheduler whose heartbeat stopped
@@ -65,13 +72,13 @@ export async function runScheduler(store: StateStore, graph: AssetGraph, options
     const mode = s.definition.catchUp ?? "latest";
     if (!previous || mode === "none") continue;
     const missed = s.cron.nextRuns(options.maxCatchUp ?? 1_000, previous).filter((t) => t <= now);
-    for (const t of mode === "all" ? missed : missed.slice(-1)) await tick(s, t);
+    await ticks(s, mode === "all" ? missed : missed.slice(-1)); // one statement for all missed ticks
   }
 
   const crons = schedules.map((s) => {
     s.cron.schedule((self: { currentRun(): Date | null }) => {
       const tickTime = self.currentRun() ?? new Date();
-      tick(s, tickTime).catch((e: unknown) => options.onError?.(s.name, tickTime, e));
+      ticks(s, [tickTime]).catch((e: unknown) => options.onError?.(s.name, tickTime, e));
     });
     s.cron.resume();
     return s.cron;
@@ -83,16 +90,15 @@ export async function runScheduler(store: StateStore, graph: AssetGraph, options
     const poll = async (): Promise<void> => {
       const partitions = await sensor.poll({ assetKey: key, resource: (n) => (options.resources ? options.resources.get(n) : Promise.reject(new Error("no resources"))) });
       if (partitions.length === 0) return;
-      const busy = new Set((await store.latestStepStates([key])).filter((x) => x.status === "pending" || x.status === "running").map((x) => stepId(x.asset, x.partition)));
+      const polled = [...new Set(partitions)].map((p) => ({ asset: key, partition: p }));
+      const busy = new Set((await store.latestStepStates([key], polled)).filter((x) => x.status === "pending" || x.status === "running").map((x) => stepId(x.asset, x.partition)));
       const tickTime = new Date(Math.floor(Date.now() / sensor.intervalMs) * sensor.intervalMs);
-      for (const p of partitions) {
-        if (busy.has(stepId(key, p))) continue;
-        const run = await store.createScheduledRun(
-          { trigger: "sensor", selection: key, partitionRange: p, tags: { "floe/sensor": key }, status: "queued", steps: [{ asset: key, partition: p }] },
-          { schedule: `sensor:${key}:${p ?? "_"}`, tickTime },
-        );
-        if (run) options.onRun?.(`sensor:${key}`, tickTime, run);
-      }
+      // one statement for every new partition, each keyed by (sensor, partition, interval)
+      const created = await store.createScheduledRuns(polled.filter(({ partition: p }) => !busy.has(stepId(key, p))).map(({ partition: p }) => ({
+        run: { trigger: "sensor", selection: key, partitionRange: p, tags: { "floe/sensor": key }, status: "queued" as const, steps: [{ asset: key, partition: p }] },
+        tick: { schedule: `sensor:${key}:${p ?? "_"}`, tickTime },
+      })));
+      for (const run of created) options.onRun?.(`sensor:${key}`, tickTime, run);
     };
     let running = false;
     const timer = setInterval(() => {

@@ -5,6 +5,7 @@ import { assertTimezone } from "../dag/partitions.js";
 import { plan, type Plan } from "../dag/plan.js";
 import { select } from "../dag/selection.js";
 import type { ScheduleDefinition } from "../dag/types.js";
+import { MAX_PRIORITY } from "../runner/launch.js";
 
 /** A pipeline's schedule, checked and resolved against the graph. */
 export interface Schedule {
@@ -40,6 +41,9 @@ export function schedulesOf(graph: AssetGraph): Schedule[] {
     }
     if (def.catchUp !== undefined && !["latest", "all", "none"].includes(def.catchUp)) {
       throw new UserError(`${where}: catchUp must be "latest", "all" or "none", got \`${String(def.catchUp)}\``);
+    }
+    if (def.priority !== undefined && !(Number.isInteger(def.priority) && Math.abs(def.priority) <= MAX_PRIORITY)) {
+      throw new UserError(`${where}: priority must be a whole number from -${MAX_PRIORITY} to ${MAX_PRIORITY}, got \`${String(def.priority)}\``);
     }
     const selection = def.selection ?? `pipeline:${pipeline.name}`;
     let assets: Set<string>;

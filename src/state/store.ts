@@ -43,6 +43,8 @@ export interface RunRecord {
   parentRunId: string | null;
   /** The backfill the run belongs to. */
   backfillId: string | null;
+  /** Queue priority: higher runs are claimed first (manual 0, backfills -1 unless given). */
+  priority: number;
   tags: Record<string, string>;
   error: string | null;
   createdAt: Date;
@@ -178,6 +180,8 @@ export interface OpenOptions {
 const json = (v: unknown): string => JSON.stringify(v);
 /** Advisory lock key that serialises capped run claims. */
 const CLAIM_LOCK = 7_300_517;
+/** The queue priority of backfill runs unless one is given: below manual and scheduled runs (0). */
+export const BACKFILL_PRIORITY = -1;
 
 /** Every migration a store runs at open: the core tables (with the file ledger), schedule ticks, backfills and pool slots. */
 export const defaultMigrations: readonly Migration[] = [...coreMigrations, ...schedulerMigrations, ...processMigrations];
@@ -313,7 +317,7 @@ export class StateStore {
    * run.status; // "queued"
    */
   async createRun(run: NewRun): Promise<RunRecord> {
-    return toRun(first(await this.insertRun(run, undefined)));
+    return toRun(first(await this.insertRun(run)));
   }
 
   /**
@@ -367,18 +371,74 @@ export class StateStore {
    * const run = await store.createScheduledRun({ trigger: "schedule", steps }, { schedule: "orders", tickTime });
    */
   async createScheduledRun(run: NewRun, tick: { schedule: string; tickTime: Date }): Promise<RunRecord | undefined> {
-    const rows = await this.insertRun(run, tick);
-    return rows[0] ? toRun(rows[0]) : undefined;
+    return (await this.createScheduledRuns([{ run, tick }]))[0];
+  }
+
+  /**
+   * Records many ticks with their runs in one statement (a multi-row insert into
+   * `schedule_ticks` with ON CONFLICT DO NOTHING on the tick key): a tick already recorded, by
+   * this or another scheduler, or given twice, creates no run. Returns the runs created, in the
+   * order given.
+   *
+   * @example
+   * const created = await store.createScheduledRuns(missed.map((t) => ({ run: runOf(t), tick: { schedule: "orders", tickTime: t } })));
+   */
+  async createScheduledRuns(items: ReadonlyArray<{ run: NewRun; tick: { schedule: string; tickTime: Date } }>): Promise<RunRecord[]> {
+    if (items.length === 0) return [];
+    const rows = items.map(({ run: r, tick }) => ({
+      id: r.id ?? randomUUID(),
+      schedule: tick.schedule,
+      tick_time: tick.tickTime.toISOString(),
+      status: r.status ?? "queued",
+      trigger: r.trigger,
+      selection: r.selection ?? null,
+      partition_range: r.partitionRange ?? null,
+      parent_run_id: r.parentRunId ?? null,
+      tags: r.tags ?? {},
+      priority: r.priority ?? 0,
+      backfill_id: r.backfillId ?? null,
+      data: { trigger: r.trigger, selection: r.selection ?? null, partitionRange: r.partitionRange ?? null, steps: r.steps.length },
+      steps: r.steps.map((x, i) => ({ asset: x.asset, partition: x.partition ?? "", seq: i + 1, status: x.status ?? "pending", attempts: x.attempts ?? 0, metadata: x.metadata ?? {} })),
+    }));
+    const { rows: created } = await sql<Selectable<RunsTable> & { o: string }>`
+      with src as (
+        select e, o from jsonb_array_elements(${json(rows)}::jsonb) with ordinality as t(e, o)
+      ), g as (
+        -- the gate: only ticks not recorded yet let their run through
+        insert into schedule_ticks (schedule, tick_time, run_id)
+        select e->>'schedule', (e->>'tick_time')::timestamptz, e->>'id' from src order by o
+        on conflict do nothing
+        returning run_id
+      ), r as (
+        insert into runs (id, status, trigger, selection, partition_range, parent_run_id, tags, priority, backfill_id, created_at)
+        select e->>'id', e->>'status', e->>'trigger', e->>'selection', e->>'partition_range', e->>'parent_run_id', e->'tags',
+               (e->>'priority')::int, e->>'backfill_id', now() + o * interval '1 microsecond'
+        from src join g on g.run_id = src.e->>'id'
+        returning *
+      ), s as (
+        insert into run_steps (run_id, asset, partition, seq, status, attempts, metadata, created_at)
+        select r.id, x->>'asset', x->>'partition', (x->>'seq')::int, x->>'status', (x->>'attempts')::int, x->'metadata', r.created_at
+        from src join r on r.id = src.e->>'id', jsonb_array_elements(src.e->'steps') as y(x)
+      ), ev as (
+        insert into events (run_id, type, level, message, data)
+        select r.id, 'run_created', 'info', 'run created: ' || jsonb_array_length(src.e->'steps') || ' steps', src.e->'data'
+        from r join src on src.e->>'id' = r.id
+      )
+      select r.*, src.o::text as o, case when r.status = 'queued' then pg_notify('floe_runs', r.id) end as notified
+      from r join src on src.e->>'id' = r.id order by src.o`.execute(this.db);
+    if (created.some((r) => r.status === "queued")) this.queued.dispatchEvent(new Event("run"));
+    return created.map(toRun);
   }
 
   /**
    * Records a backfill and all its runs (each with its steps) in one statement. Backfill runs
-   * get priority -1: they never hold back manual or scheduled runs in the queue.
+   * get priority -1 unless `priority` is given, and they have their own lane in {@link claimRun}:
+   * they never take the last run slot, so they never hold back manual or scheduled runs.
    *
    * @example
    * const b = await store.createBackfill({ selection: "+orders", from: "2025-01-01", to: "2025-03-31", policy: "per-partition", runs });
    */
-  async createBackfill(b: { id?: string; selection: string; from: string; to: string; policy: string; runs: readonly NewRun[] }): Promise<BackfillRecord> {
+  async createBackfill(b: { id?: string; selection: string; from: string; to: string; policy: string; runs: readonly NewRun[]; priority?: number }): Promise<BackfillRecord> {
     const id = b.id ?? randomUUID();
     const runs = b.runs.map((r) => ({
       id: r.id ?? randomUUID(),
@@ -398,7 +458,7 @@ export class StateStore {
       ), r as (
         -- created_at a microsecond apart keeps the queue in partition order
         insert into runs (id, status, trigger, selection, partition_range, parent_run_id, tags, priority, backfill_id, created_at)
-        select e->>'id', 'queued', e->>'trigger', e->>'selection', e->>'partition_range', e->>'parent_run_id', e->'tags', -1, b.id,
+        select e->>'id', 'queued', e->>'trigger', e->>'selection', e->>'partition_range', e->>'parent_run_id', e->'tags', ${b.priority ?? BACKFILL_PRIORITY}::int, b.id,
                now() + o * interval '1 microsecond'
         from src, b
         returning id, created_at
@@ -461,12 +521,52 @@ export class StateStore {
     return rows.map(toRun);
   }
 
-  /** Sets a backfill's status; `canceled` also cancels its queued runs, in one statement. */
-  async setBackfillStatus(id: string, status: "running" | "success" | "failed" | "canceled"): Promise<void> {
-    await sql`
-      with b as (update backfills set status = ${status} where id = ${id} returning id)
-      update runs set status = 'canceled', ended_at = now()
-      where ${status} = 'canceled' and backfill_id in (select id from b) and status = 'queued'`.execute(this.db);
+  /**
+   * Sets a backfill's status; `canceled` also cancels its queued runs, in one statement. With
+   * `unlessCanceled` a canceled backfill keeps its status (a driver settling a backfill that a
+   * `floe backfill cancel` canceled meanwhile). Returns the status it has now.
+   *
+   * @example
+   * await store.setBackfillStatus(b.id, "failed", { unlessCanceled: true }); // "canceled" if it was
+   */
+  async setBackfillStatus(id: string, status: "running" | "success" | "failed" | "canceled", opts: { unlessCanceled?: boolean } = {}): Promise<string | undefined> {
+    const { rows } = await sql<{ status: string }>`
+      with b as (
+        update backfills set status = ${status}
+        where id = ${id} and (not ${opts.unlessCanceled === true} or status <> 'canceled') returning id
+      ), q as (
+        update runs set status = 'canceled', ended_at = now()
+        where ${status} = 'canceled' and backfill_id in (select id from b) and status = 'queued'
+      )
+      select coalesce((select ${status}::text from b), (select status from backfills where id = ${id})) as status`.execute(this.db);
+    return rows[0]?.status ?? undefined;
+  }
+
+  /**
+   * Progress of a backfill from the store, whoever executes its runs: the runs that decide each
+   * partition (a rerun replaces its parent) by status, and their total.
+   *
+   * @example
+   * const { total, runs } = await store.backfillProgress(b.id); // { total: 10, runs: { success: 4, running: 2, queued: 4 } }
+   */
+  async backfillProgress(id: string): Promise<{ total: number; runs: Record<string, number> }> {
+    const { rows } = await sql<{ status: string; n: number }>`
+      select status, count(*)::int as n from runs r
+      where backfill_id = ${id} and not exists (select 1 from runs c where c.parent_run_id = r.id and c.backfill_id = ${id})
+      group by status`.execute(this.db);
+    return { total: rows.reduce((a, r) => a + r.n, 0), runs: Object.fromEntries(rows.map((r) => [r.status, r.n])) };
+  }
+
+  /**
+   * The backfills among `ids` that are canceled, in one query.
+   *
+   * @example
+   * const canceled = await store.canceledBackfills(dead.map((r) => r.backfillId!));
+   */
+  async canceledBackfills(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const { rows } = await sql<{ id: string }>`select id from backfills where id = any(${[...new Set(ids)]}::text[]) and status = 'canceled'`.execute(this.db);
+    return new Set(rows.map((r) => r.id));
   }
 
   /**
@@ -517,7 +617,7 @@ export class StateStore {
     return new Map(rows.map((r) => [r.schedule, r.tick_time]));
   }
 
-  private async insertRun(run: NewRun, tick: { schedule: string; tickTime: Date } | undefined): Promise<Array<Selectable<RunsTable>>> {
+  private async insertRun(run: NewRun): Promise<Array<Selectable<RunsTable>>> {
     const id = run.id ?? randomUUID();
     const steps = run.steps.map((s) => ({
       asset: s.asset,
@@ -527,12 +627,8 @@ export class StateStore {
       metadata: s.metadata ?? {},
     }));
     const data = { trigger: run.trigger, selection: run.selection ?? null, partitionRange: run.partitionRange ?? null, steps: steps.length };
-    // The gate lets the run through unless it belongs to a tick that is already recorded.
-    const gate = tick
-      ? sql`insert into schedule_ticks (schedule, tick_time, run_id) values (${tick.schedule}, ${tick.tickTime}, ${id}) on conflict do nothing returning run_id`
-      : sql`select ${id}::text as run_id`;
     const { rows } = await sql<Selectable<RunsTable>>`
-      with g as (${gate}), r as (
+      with g as (select ${id}::text as run_id), r as (
         insert into runs (id, status, trigger, selection, partition_range, parent_run_id, tags, priority, backfill_id)
         select ${id}, ${run.status ?? "queued"}, ${run.trigger}, ${run.selection ?? null}, ${run.partitionRange ?? null},
                ${run.parentRunId ?? null}, ${json(run.tags ?? {})}::jsonb, ${run.priority ?? 0}, ${run.backfillId ?? null}
@@ -659,14 +755,25 @@ export class StateStore {
    * Claims the next queued run (highest priority, then oldest) for `worker`: one statement with
    * `FOR UPDATE SKIP LOCKED`, so any number of workers never claim a run twice.
    *
+   * Backfill runs have their own lane: with `backfills: false` none is claimed (a worker whose
+   * other slots hold backfill runs keeps its last slot for other runs), and under `maxRunning`
+   * backfill runs take at most `max(1, maxRunning - 1)` of the cap, so a manual or scheduled run
+   * always finds room.
+   *
    * @example
    * const run = await store.claimRun("host:1234");
+   * const manualOnly = await store.claimRun("host:1234", { backfills: false, maxRunning: 4 });
    */
-  async claimRun(worker: string, opts: { backfillId?: string; maxRunning?: number } = {}): Promise<RunRecord | undefined> {
+  async claimRun(worker: string, opts: { backfillId?: string; maxRunning?: number; backfills?: boolean } = {}): Promise<RunRecord | undefined> {
     const only = opts.backfillId === undefined ? sql`true` : sql`backfill_id = ${opts.backfillId}`;
+    const lane = opts.backfills === false
+      ? sql`backfill_id is null`
+      : opts.maxRunning === undefined
+        ? sql`true`
+        : sql`(backfill_id is null or (select count(*) from runs where status = 'running' and backfill_id is not null) < ${Math.max(1, opts.maxRunning - 1)})`;
     const claim = (db: Kysely<Database>) => sql<Selectable<RunsTable>>`
       update runs set status = 'running', worker = ${worker}, heartbeat_at = now(), started_at = coalesce(started_at, now())
-      where id = (select id from runs where status = 'queued' and ${only} order by priority desc, created_at, id limit 1 for update skip locked)
+      where id = (select id from runs where status = 'queued' and ${only} and ${lane} order by priority desc, created_at, id limit 1 for update skip locked)
         and ${opts.maxRunning === undefined ? sql`true` : sql`(select count(*) from runs where status = 'running') < ${opts.maxRunning}`}
       returning *`.execute(db);
     if (opts.maxRunning === undefined) {
@@ -732,6 +839,22 @@ export class StateStore {
       )
       select dead.* from dead`.execute(this.db);
     return rows.map(toRun);
+  }
+
+  /**
+   * Milliseconds until the running run with the oldest heartbeat goes stale under `timeoutMs`
+   * (0 if it already is); undefined when nothing runs. An idle worker sleeps until then, so a dead
+   * worker's run is failed within `timeoutMs` plus one short wake-up, not a whole poll later.
+   *
+   * @example
+   * const ms = await store.msUntilStale(15_000); // e.g. 9_800
+   */
+  async msUntilStale(timeoutMs: number): Promise<number | undefined> {
+    const { rows } = await sql<{ ms: number | null }>`
+      select (extract(epoch from min(heartbeat_at) + make_interval(secs => ${timeoutMs / 1000}) - now()) * 1000)::float8 as ms
+      from runs where status = 'running'`.execute(this.db);
+    const ms = rows[0]?.ms;
+    return ms === null || ms === undefined ? undefined : Math.max(0, Number(ms));
   }
 
   /**
@@ -814,13 +937,15 @@ export class StateStore {
   }
 
   /**
-   * The latest step of each asset partition (of the newest run that has one), of `assets` or all.
+   * The latest step of each asset partition (of the newest run that has one), of `assets` or all;
+   * with `keys`, only of those asset partitions (one query, on the (asset, partition) index).
    *
    * @example
    * const running = (await store.latestStepStates(["orders"])).filter((s) => s.status === "running");
+   * const two = await store.latestStepStates(undefined, [{ asset: "orders", partition: "2025-01-01" }, { asset: "orders", partition: "2025-01-02" }]);
    */
-  async latestStepStates(assets?: readonly string[]): Promise<StepStateRecord[]> {
-    if (assets?.length === 0) return [];
+  async latestStepStates(assets?: readonly string[], keys?: ReadonlyArray<{ asset: string; partition: string | null }>): Promise<StepStateRecord[]> {
+    if (assets?.length === 0 || keys?.length === 0) return [];
     let q = this.db
       .selectFrom("run_steps")
       .distinctOn(["asset", "partition"])
@@ -832,6 +957,9 @@ export class StateStore {
       .orderBy(sql`started_at desc nulls last`)
       .orderBy("run_id", "desc");
     if (assets) q = q.where("asset", "=", anyOf(assets));
+    if (keys) {
+      q = q.where(sql<boolean>`(asset, partition) in (select * from unnest(${keys.map((k) => k.asset)}::text[], ${keys.map((k) => k.partition ?? "")}::text[]))`);
+    }
     return (await q.execute()).map((r) => ({
       asset: r.asset,
       partition: partitionOf(r.partition),
@@ -890,6 +1018,7 @@ function toRun(r: Selectable<RunsTable>): RunRecord {
     partitionRange: r.partition_range,
     parentRunId: r.parent_run_id,
     backfillId: (r as { backfill_id?: string | null }).backfill_id ?? null,
+    priority: r.priority,
     tags: r.tags,
     error: r.error,
     createdAt: r.created_at,

@@ -83,6 +83,45 @@ describe.skipIf(!db)("floe backfill", () => {
     }
   });
 
+  it("live progress counts from the store; retry shows the total", async () => {
+    const env = { FLOE_DATABASE_URL: db!.url };
+    const first = await floe(["backfill", "--select", "raw orders", "--from", "2025-04-01", "--to", "2025-04-05", "--concurrency", "2"], { cwd: project.dir, env: { ...env, FAIL_DAY: "2025-04-03" } });
+    expect(first.code, first.stderr).toBe(1);
+    const progress = (err: string) => err.split("\n").filter((l) => l.startsWith("  progress: "));
+    const lines = progress(first.stderr);
+    expect(lines[0]).toMatch(/^ {2}progress: 0\/5 succeeded, \d+ (running|queued)/);
+    expect(lines.at(-1)).toBe("  progress: 4/5 succeeded, 1 failed");
+    expect(new Set(lines).size).toBe(lines.length); // a line per change, never the same twice in a row
+    const id = /backfill ([0-9a-f]{8}):/.exec(first.stderr)![1]!;
+    // the four partitions another process executed count from the start
+    const retry = await floe(["backfill", "retry", id], { cwd: project.dir, env });
+    expect(retry.code, retry.stderr).toBe(0);
+    expect(retry.stderr).toContain(`backfill ${id}: 1 failed run(s) requeued; 4 of 5 run(s) already succeeded`);
+    const again = progress(retry.stderr);
+    expect(again[0]).toMatch(/^ {2}progress: 4\/5 succeeded, 1 (queued|running)$/);
+    expect(again.at(-1)).toBe("  progress: 5/5 succeeded");
+  });
+
+  it("--priority orders the queue: materialize --queue and backfill", async () => {
+    const env = { FLOE_DATABASE_URL: db!.url };
+    const queued = await floe(["materialize", "--select", "lookup", "--queue", "--priority", "7", "--json"], { cwd: project.dir, env });
+    expect(queued.code, queued.stderr).toBe(0);
+    const { runId } = JSON.parse(queued.stdout) as { runId: string };
+    const low = await floe(["backfill", "--select", "raw", "--from", "2025-05-01", "--to", "2025-05-01", "--priority", "-5", "--json"], { cwd: project.dir, env });
+    expect(low.code, low.stderr).toBe(0);
+    const { backfillId } = JSON.parse(low.stdout) as { backfillId: string };
+    const store = await StateStore.open({ url: db!.url, home: "/nonexistent" });
+    try {
+      expect((await store.getRun(runId)).priority).toBe(7);
+      expect((await store.backfillRuns(backfillId)).map((r) => r.priority)).toEqual([-5]);
+      const normal = await floe(["backfill", "--select", "raw", "--from", "2025-05-02", "--to", "2025-05-02", "--json"], { cwd: project.dir, env });
+      expect((await store.backfillRuns((JSON.parse(normal.stdout) as { backfillId: string }).backfillId)).map((r) => r.priority)).toEqual([-1]);
+      expect((await store.claimRun("w"))?.id).toBe(runId);
+    } finally {
+      await store.close();
+    }
+  });
+
   it("bad input is a one-line error with exit 2", async () => {
     const env = { FLOE_DATABASE_URL: db!.url };
     const cases: Array<[string[], string]> = [
@@ -94,6 +133,10 @@ describe.skipIf(!db)("floe backfill", () => {
       [["backfill", "--select", "raw", "--from", "2025-01-01", "--to", "2025-01-02", "--concurrency", "0"], "floe: --concurrency must be a positive whole number, got `0`"],
       [["worker", "--until-empty", "--metrics-port", "http"], "floe: --metrics-port must be a port number (0-65535), got `http`"],
       [["backfill", "--select", "raw"], "floe: floe backfill needs --select SEL --from KEY --to KEY (or `floe backfill retry <id>` / `floe backfill cancel <id>`)"],
+      [["backfill", "--select", "raw", "--from", "2025-01-01", "--to", "2025-01-02", "--priority", "high"], "floe: --priority must be a whole number from -1000000 to 1000000, got `high`"],
+      [["materialize", "--select", "lookup", "--queue", "--priority", "1.5"], "floe: --priority must be a whole number from -1000000 to 1000000, got `1.5`"],
+      [["materialize", "--select", "lookup", "--priority", "3"], "floe: --priority orders the queue; use it with --queue (or with floe backfill)"],
+      [["backfill", "cancel", "feedbeef"], "floe: unknown backfill `feedbeef`"],
     ];
     for (const [args, message] of cases) {
       const r = await floe(args, { cwd: project.dir, env });

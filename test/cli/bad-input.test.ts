@@ -118,11 +118,42 @@ describe("bad input", () => {
     expectUserError(await inProject({ "pipelines/orders.ts": good }, ["materialize", "--select", "orders"], { FLOE_HEARTBEAT_MS: "5s" }), message);
     expectUserError(await inProject({ "pipelines/orders.ts": good }, ["worker"], { FLOE_HEARTBEAT_MS: "5s" }), message);
     expectUserError(await inProject({ "pipelines/orders.ts": good }, ["materialize", "--select", "orders"], { FLOE_SHUTDOWN_GRACE_MS: "-1" }), "FLOE_SHUTDOWN_GRACE_MS must be a non-negative whole number of milliseconds, got `-1`");
+    expectUserError(await inProject({ "pipelines/orders.ts": good }, ["worker"], { FLOE_RUN_RETRIES: "lots" }), "FLOE_RUN_RETRIES must be a whole number from 0 to 100, got `lots`");
   });
 
   it("a bad --limit and a half range", async () => {
     expectUserError(await inProject({ "pipelines/orders.ts": good }, ["runs", "--limit", "0"]), "--limit must be a positive whole number, got `0`");
     expectUserError(await inProject({ "pipelines/orders.ts": good }, ["materialize", "--select", "orders", "--from", "2025-01-01"]), "--from needs --to too");
+  });
+
+  it("partitions that do not line up, without a mapping, name both assets", async () => {
+    const mod = `import { asset, partitions, pipeline } from "floe";
+const monthly = partitions.monthly({ start: "2025-01" });
+const daily = partitions.daily({ start: "2025-01-01" });
+const totals = asset("monthly_totals", { partitions: monthly, materialize: () => ({}) });
+export default pipeline("mixed", { assets: [totals, asset("daily_report", { deps: [totals], partitions: daily, materialize: () => ({}) })] });
+`;
+    for (const args of [["list"], ["backfill", "--select", "daily_report", "--from", "2025-01-01", "--to", "2025-01-02"]]) {
+      const r = await inProject({ "pipelines/mixed.ts": mod }, args);
+      expectUserError(r, /^floe: pipelines\/mixed\.ts: asset `daily_report` \(daily from 2025-01-01.*\) depends on `monthly_totals` \(monthly from 2025-01.*\) with different partitions; give it a partition mapping/);
+    }
+  });
+
+  it("a partition key after the last key of a definition with `end`", async () => {
+    const mod = `import { asset, partitions, pipeline } from "floe";
+const january = partitions.daily({ start: "2025-01-01", end: "2025-01-31" });
+export default pipeline("jan", { assets: [asset("jan_orders", { partitions: january, materialize: () => ({}) })] });
+`;
+    const message = "partition `2025-02-01` is after the last partition `2025-01-31`";
+    expectUserError(await inProject({ "pipelines/jan.ts": mod }, ["materialize", "--select", "jan_orders", "--partition", "2025-02-01"]), message);
+    expectUserError(await inProject({ "pipelines/jan.ts": mod }, ["backfill", "--select", "jan_orders", "--from", "2025-01-30", "--to", "2025-02-01"]), message);
+    const last = await inProject({ "pipelines/jan.ts": mod }, ["materialize", "--select", "jan_orders", "--partition", "2025-01-31", "--dry-run"]);
+    expect(last.code, last.stderr).toBe(0); // the last key itself is fine
+  });
+
+  it("an unknown backfill id, for cancel and retry", async () => {
+    expectUserError(await inProject({ "pipelines/orders.ts": good }, ["backfill", "cancel", "feedbeef"]), "unknown backfill `feedbeef`");
+    expectUserError(await inProject({ "pipelines/orders.ts": good }, ["backfill", "retry", "feedbeef"]), "unknown backfill `feedbeef`");
   });
 
   it("no pipelines folder", async () => {
@@ -138,5 +169,7 @@ describe("bad schedules", () => {
     expectUserError(cron, "pipelines/n.ts: schedule of pipeline `nightly`: invalid cron `0 25 * * *` (Invalid value for hour: 25)");
     const tz = await inProject({ "pipelines/n.ts": mod('{ cron: "0 2 * * *", timezone: "Europe/Atlantis" }') }, ["materialize", "--select", "a"]);
     expectUserError(tz, "pipelines/n.ts: schedule of pipeline `nightly`: unknown timezone `Europe/Atlantis` (use an IANA name such as `UTC` or `Europe/Paris`)");
+    const priority = await inProject({ "pipelines/n.ts": mod('{ cron: "0 2 * * *", priority: 1.5 }') }, ["list"]);
+    expectUserError(priority, "pipelines/n.ts: schedule of pipeline `nightly`: priority must be a whole number from -1000000 to 1000000, got `1.5`");
   });
 });
