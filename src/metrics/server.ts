@@ -1,6 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from "prom-client";
+import { redact } from "../secrets.js";
 import type { StateStore } from "../state/index.js";
 import { STEP_DURATION_BUCKETS, readStoreMetrics, type StoreMetrics } from "../state/metrics.js";
 import { heartbeatAges } from "../state/processes.js";
@@ -12,16 +13,17 @@ import { processRegistry } from "./process-metrics.js";
  * statuses, triggers and asset keys, never run ids or file paths.
  *
  * @example
- * const registry = storeMetrics(store);
+ * const registry = storeMetrics(store); // a scrape fails after 10 s of a silent store
  * console.log(await registry.metrics());
  */
-export function storeMetrics(store: StateStore): Registry {
+export function storeMetrics(store: StateStore, timeoutMs = 10_000): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "floe_" });
   let pending: ReturnType<StateStore["summary"]> | undefined;
   // One store round trip per scrape, shared by every gauge's collect().
   const summary = (): ReturnType<StateStore["summary"]> => {
-    pending ??= store.summary().finally(() => setImmediate(() => (pending = undefined)));
+    // a store that hangs fails the scrape after timeoutMs, and the next scrape asks again
+    pending ??= withTimeout(store.summary(), timeoutMs, `the state store did not answer within ${timeoutMs} ms`).finally(() => setImmediate(() => (pending = undefined)));
     return pending;
   };
   new Gauge({
@@ -54,7 +56,7 @@ export function storeMetrics(store: StateStore): Registry {
   });
   let pendingMetrics: Promise<StoreMetrics> | undefined;
   const data = (): Promise<StoreMetrics> => {
-    pendingMetrics ??= readStoreMetrics(store).finally(() => setImmediate(() => (pendingMetrics = undefined)));
+    pendingMetrics ??= withTimeout(readStoreMetrics(store), timeoutMs, `the state store did not answer within ${timeoutMs} ms`).finally(() => setImmediate(() => (pendingMetrics = undefined)));
     return pendingMetrics;
   };
   registry.registerMetric(storeHistogram("floe_step_duration_seconds", "Duration of finished steps (last attempt) by asset and status.", data));
@@ -158,13 +160,18 @@ export interface HealthReport {
  * @example
  * const report = await health(store, 15); // { status: "ok", checks: { stateStore: { ok: true, latencyMs: 1 } … } }
  */
-export async function health(store: StateStore, staleAfterSeconds: number): Promise<HealthReport> {
+export async function health(store: StateStore, staleAfterSeconds: number, timeoutMs = 2_000): Promise<HealthReport> {
   const checks: HealthReport["checks"] = {};
   const t0 = performance.now();
   try {
-    await store.ping();
+    // A store that hangs (a network partition, a locked database) must not hang /health.
+    await withTimeout(store.ping(), timeoutMs, `the state store did not answer within ${timeoutMs} ms`);
     checks.stateStore = { ok: true, latencyMs: Math.round(performance.now() - t0) };
-    const [{ stalestHeartbeatSeconds }, processes] = await Promise.all([store.summary(), heartbeatAges(store)]);
+    const [{ stalestHeartbeatSeconds }, processes] = await withTimeout(
+      Promise.all([store.summary(), heartbeatAges(store)]),
+      timeoutMs,
+      `the state store did not answer within ${timeoutMs} ms`,
+    );
     checks.runs = stalestHeartbeatSeconds > staleAfterSeconds
       ? { ok: false, detail: `a running run has not heartbeated for ${Math.round(stalestHeartbeatSeconds)} s` }
       : { ok: true };
@@ -175,7 +182,8 @@ export async function health(store: StateStore, staleAfterSeconds: number): Prom
         : { ok: true, ageSeconds: Math.round(p.ageSeconds * 10) / 10 };
     }
   } catch (e) {
-    checks.stateStore = { ok: false, detail: (e instanceof Error ? e.message : String(e)).split("\n")[0]! };
+    // the driver's message may quote a connection string: secrets are redacted
+    checks.stateStore = { ok: false, detail: redact((e instanceof Error ? e.message : String(e)).split("\n")[0]!) };
   }
   return { status: Object.values(checks).every((c) => c.ok) ? "ok" : "failing", checks };
 }
@@ -186,8 +194,19 @@ export async function health(store: StateStore, staleAfterSeconds: number): Prom
  * @example
  * const server = await serveMetrics(store, { port: 9464 });
  */
-export async function serveMetrics(store: StateStore, opts: { port: number; host?: string; staleAfterSeconds?: number }): Promise<{ server: Server; port: number }> {
-  const registry = storeMetrics(store);
+export async function serveMetrics(
+  store: StateStore,
+  opts: {
+    port: number;
+    host?: string;
+    staleAfterSeconds?: number;
+    /** How long /health and /ready wait for the store before answering 503 (default 2 000 ms). */
+    healthTimeoutMs?: number;
+    /** How long /metrics waits for the store before answering 503 (default 10 000 ms). */
+    storeTimeoutMs?: number;
+  },
+): Promise<{ server: Server; port: number }> {
+  const registry = storeMetrics(store, opts.storeTimeoutMs ?? 10_000);
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     void (async () => {
@@ -196,10 +215,10 @@ export async function serveMetrics(store: StateStore, opts: { port: number; host
           const text = await registry.metrics();
           res.writeHead(200, { "content-type": registry.contentType }).end(text);
         } catch (e) {
-          res.writeHead(503, { "content-type": "text/plain" }).end(`state store unreachable: ${(e instanceof Error ? e.message : String(e)).split("\n")[0]}\n`);
+          res.writeHead(503, { "content-type": "text/plain" }).end(`state store unreachable: ${redact((e instanceof Error ? e.message : String(e)).split("\n")[0]!)}\n`);
         }
       } else if (path === "/health" || path === "/ready") {
-        const report = await health(store, opts.staleAfterSeconds ?? 15);
+        const report = await health(store, opts.staleAfterSeconds ?? 15, opts.healthTimeoutMs ?? 2_000);
         res.writeHead(report.status === "ok" ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify(report));
       } else {
         res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /metrics, /health or /ready\n");
@@ -211,4 +230,15 @@ export async function serveMetrics(store: StateStore, opts: { port: number; host
     server.listen(opts.port, opts.host ?? "127.0.0.1", () => resolve());
   });
   return { server, port: (server.address() as AddressInfo).port };
+}
+
+/** `p`, or a rejection with `message` after `ms` (the promise itself is left to settle). */
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(message)), ms);
+    t.unref();
+  });
+  p.catch(() => undefined); // a late rejection after the timeout is not unhandled
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
 }

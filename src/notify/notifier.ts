@@ -62,6 +62,8 @@ export interface DeliveryOptions {
   retryDelayMs?: number;
   timeoutMs?: number;
   onResult?: (notifier: string, outcome: "delivered" | "failed", error?: string) => void;
+  /** An attempt failed and another follows after `delayMs` (attempt counts from 1). */
+  onRetry?: (notifier: string, attempt: number, attempts: number, error: string, delayMs: number) => void;
   /** Counts each delivery's outcome (the process's `floe_notification_deliveries_total`). */
   onCount?: (labels: { notifier: string; event: NotificationEvent; outcome: "delivered" | "failed" | "retried" }) => void;
 }
@@ -78,6 +80,8 @@ export interface DeliveryOptions {
  */
 export class Dispatcher {
   private readonly inFlight = new Set<Promise<void>>();
+  /** Aborted when a drain's bound is reached: deliveries still trying give up then, reported as failed. */
+  private giveUp = new AbortController();
 
   constructor(private readonly routes: readonly NotificationRoute[], private readonly options: DeliveryOptions = {}) {}
 
@@ -91,8 +95,28 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * Waits for the deliveries in flight, at most `timeoutMs`; one still trying then gives up and is
+   * reported (and counted) as failed, so that a process exiting never drops a failure silently.
+   *
+   * @example
+   * await dispatcher.drain(10_000);
+   */
   async drain(timeoutMs: number): Promise<void> {
-    await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+    const all = Promise.allSettled([...this.inFlight]);
+    let t: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((r) => {
+      t = setTimeout(() => {
+        this.giveUp.abort();
+        r();
+      }, Math.max(0, timeoutMs - 250));
+      t.unref();
+    });
+    await Promise.race([all, bound]);
+    clearTimeout(t);
+    // the deliveries cut short report their failure now (bounded, in case a notifier ignores its signal)
+    if (this.giveUp.signal.aborted) await Promise.race([all, new Promise((r) => setTimeout(r, 250).unref())]);
+    this.giveUp = new AbortController();
   }
 
   /**
@@ -111,17 +135,28 @@ export class Dispatcher {
     const attempts = this.options.attempts ?? 3;
     const timeoutMs = this.options.timeoutMs ?? 5_000;
     let error = "";
+    const giveUp = this.giveUp.signal;
     for (let attempt = 1; attempt <= attempts; attempt++) {
+      if (giveUp.aborted) {
+        error = `${error}; the process exits before attempt ${attempt} of ${attempts}`;
+        break;
+      }
       try {
-        await withTimeout(notifier.send(n, AbortSignal.timeout(timeoutMs)), timeoutMs);
+        await withTimeout(notifier.send(n, AbortSignal.any([AbortSignal.timeout(timeoutMs), giveUp])), timeoutMs, giveUp);
         this.options.onResult?.(notifier.name, "delivered");
         this.options.onCount?.({ notifier: notifier.name, event: n.event, outcome: "delivered" });
         return;
       } catch (e) {
-        error = e instanceof Error ? e.message : String(e);
+        error = e instanceof Error && e.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : e instanceof Error ? e.message : String(e);
+        if (giveUp.aborted) {
+          error = `no answer to attempt ${attempt} of ${attempts} before the process exits`;
+          break;
+        }
         if (attempt < attempts) {
+          const delayMs = (this.options.retryDelayMs ?? 500) * 2 ** (attempt - 1);
           this.options.onCount?.({ notifier: notifier.name, event: n.event, outcome: "retried" });
-          await new Promise((r) => setTimeout(r, (this.options.retryDelayMs ?? 500) * 2 ** (attempt - 1)));
+          this.options.onRetry?.(notifier.name, attempt, attempts, error, delayMs);
+          await sleep(delayMs, giveUp);
         }
       }
     }
@@ -130,12 +165,32 @@ export class Dispatcher {
   }
 }
 
-/** A notifier that ignores its signal still gives up after `ms`. */
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+/** A notifier that ignores its signal still gives up after `ms` (or when `giveUp` aborts). */
+function withTimeout<T>(p: Promise<T>, ms: number, giveUp: AbortSignal): Promise<T> {
   let t: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   const timeout = new Promise<never>((_, reject) => {
     t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
     t.unref();
+    onAbort = () => reject(new Error("no answer before the process exits"));
+    giveUp.addEventListener("abort", onAbort, { once: true });
   });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
+  p.catch(() => undefined);
+  return Promise.race([p, timeout]).finally(() => {
+    clearTimeout(t);
+    if (onAbort) giveUp.removeEventListener("abort", onAbort);
+  });
+}
+
+/** Waits `ms`, or less if `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((r) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      r();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

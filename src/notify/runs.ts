@@ -1,5 +1,5 @@
 import { UserError } from "../errors.js";
-import { isSecretRef, resolveSecret, type SecretRef } from "../secrets.js";
+import { isSecretRef, redact, resolveSecret, type SecretRef } from "../secrets.js";
 import type { AssetGraph } from "../dag/graph.js";
 import { select } from "../dag/selection.js";
 import type { ProjectSettings } from "../project/config.js";
@@ -11,7 +11,7 @@ import { stepId } from "../dag/plan.js";
 
 /**
  * The dispatcher of a project's configured notification routes (selections resolved now, so a
- * bad one is a config error).
+ * bad one is a config error). A retried delivery is reported on stderr unless `onRetry` is given.
  *
  * @example
  * const dispatcher = await projectDispatcher(settings, graph, { onResult });
@@ -38,6 +38,9 @@ export async function projectDispatcher(settings: ProjectSettings, graph: AssetG
   });
   const { notificationDeliveries } = await import("../metrics/process-metrics.js");
   return new Dispatcher(routes, {
+    // each retry is reported as it happens, not only the final failure
+    onRetry: (name, attempt, attempts, error, delayMs) =>
+      void process.stderr.write(redact(`floe: notification to ${name} failed (attempt ${attempt} of ${attempts}: ${error.split("\n")[0]}); retrying in ${delayMs} ms\n`)),
     ...options,
     onCount: (labels) => {
       notificationDeliveries.inc(labels);

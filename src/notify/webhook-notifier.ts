@@ -5,12 +5,13 @@ import { NOTIFIER_BRAND, type Notifier } from "./notifier.js";
 
 /**
  * POSTs each notification as JSON. With `secret`, the body is signed: header
- * `x-floe-signature: sha256=<hex HMAC-SHA256 of the body>`.
+ * `x-floe-signature: sha256=<hex HMAC-SHA256 of the body>`. A header's value may be a
+ * `secret()` reference: resolved when floe starts, and redacted wherever floe writes.
  *
  * @example
- * webhook({ url: "https://ops.example.com/floe", secret: secret("FLOE_WEBHOOK_SECRET") })
+ * webhook({ url: "https://ops.example.com/floe", secret: secret("FLOE_WEBHOOK_SECRET"), headers: { authorization: secret("OPS_AUTH") } })
  */
-export function webhook(options: { url: string | SecretRef; secret?: string | SecretRef; name?: string; headers?: Record<string, string> }): Notifier {
+export function webhook(options: { url: string | SecretRef; secret?: string | SecretRef; name?: string; headers?: Record<string, string | SecretRef> }): Notifier {
   return {
     [NOTIFIER_BRAND]: true,
     name: options.name ?? "webhook",
@@ -20,11 +21,14 @@ export function webhook(options: { url: string | SecretRef; secret?: string | Se
         url: httpUrl(z),
         secret: stringOrSecret(z).optional(),
         name: z.string().min(1).optional(),
-        headers: z.record(z.string(), z.string()).optional(),
+        headers: z
+          .record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/), stringOrSecret(z), { error: (iss) => (iss.code === "invalid_key" ? "expected an HTTP header name" : undefined) })
+          .optional(),
       }).strict(),
     async send(n, signal) {
       const body = JSON.stringify(n);
-      const headers: Record<string, string> = { "content-type": "application/json", ...options.headers };
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      for (const [k, v] of Object.entries(options.headers ?? {})) headers[k] = resolveSecret(v);
       if (options.secret !== undefined) {
         headers["x-floe-signature"] = `sha256=${createHmac("sha256", resolveSecret(options.secret)).update(body).digest("hex")}`;
       }

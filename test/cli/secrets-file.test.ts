@@ -30,7 +30,9 @@ beforeAll(async () => {
 });
 const project = tempProject({
   "ops/secrets.env": `# floe secrets\nexport FILE_TOKEN="${CANARY}"\nWHICH='file-value-1234'\nHOOK_URL=will-be-set-below\n`,
-  "pipelines/leak.ts": `import { asset, pipeline, resolveSecret, secret } from "floe";
+  // a malformed line that quotes the secret: the parser's error (file ledger, step error) quotes it back
+  "landing/bad.csv": `id,amount\n1,10\n2,${CANARY},extra\n`,
+  "pipelines/leak.ts": `import { asset, pipeline, rawFiles, resolveSecret, secret } from "floe";
 export default pipeline("leak", { assets: [
   asset("talker", { materialize: (ctx) => {
     const value = resolveSecret(secret("FILE_TOKEN"));
@@ -39,6 +41,7 @@ export default pipeline("leak", { assets: [
   } }),
   asset("which", { materialize: () => ({ metadata: { fromFile: resolveSecret(secret("WHICH")).startsWith("file-") } }) }),
   asset("missing", { materialize: () => ({ metadata: { v: resolveSecret(secret("MISSING_ONE")) } }) }),
+  rawFiles("landing_raw", { storage: { type: "local", root: "landing" }, glob: "*.csv", format: "csv", maxAttempts: 1 }),
 ] });
 `,
   "floe.config.ts": `import { defineConfig, nats, secret, webhook } from "floe";
@@ -67,13 +70,14 @@ describe.skipIf(!db)("secrets file", () => {
     await nc.flush();
     const outputs: string[] = [];
     try {
-      const m = await floe(["materialize", "--select", "talker which", "--json"], { cwd: project.dir, env });
+      const m = await floe(["materialize", "--select", "talker which landing_raw", "--json"], { cwd: project.dir, env });
       expect(m.code, m.stderr).toBe(1);
       const result = JSON.parse(m.stdout) as { runId: string; steps: Array<{ asset: string; error?: string; metadata: Record<string, unknown> }> };
       expect(result.steps.find((s) => s.asset === "talker")!.error).toBe("auth failed for token ***");
       expect(result.steps.find((s) => s.asset === "which")!.metadata).toEqual({ fromFile: true });
       outputs.push(m.stdout, m.stderr);
-      for (const args of [["run", result.runId], ["run", result.runId, "--json"], ["runs", "--json"], ["materialize", "--select", "talker"]]) {
+      expect(result.steps.find((s) => s.asset === "landing_raw")!.error).toMatch(/bad\.csv/);
+      for (const args of [["run", result.runId], ["run", result.runId, "--json"], ["runs"], ["runs", "--json"], ["status"], ["status", "--json"], ["tui"], ["materialize", "--select", "talker"]]) {
         const r = await floe(args, { cwd: project.dir, env });
         outputs.push(r.stdout, r.stderr);
       }
@@ -88,6 +92,7 @@ describe.skipIf(!db)("secrets file", () => {
     for (const o of [...outputs, ...bodies, ...messages]) expect(o).not.toContain(CANARY);
     const stored = await storedText(db!.url);
     expect(stored).toContain("using token ***");
+    expect(stored).toMatch(/^processed_files: .*bad\.csv.*FAILED/m); // every table is read, the file ledger too
     expect(stored).not.toContain(CANARY);
   });
 

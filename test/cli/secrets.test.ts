@@ -1,4 +1,5 @@
-import { afterAll, describe, expect, it } from "vitest";
+import { connect as amqpConnect, type ChannelModel } from "amqplib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { floe, tempProject } from "../helpers/project.js";
 import { testDatabase } from "../helpers/pg.js";
 import { storedText } from "../helpers/observe.js";
@@ -6,7 +7,19 @@ import { storedText } from "../helpers/observe.js";
 // A canary secret pushed through a failing run must not appear in any output or table.
 const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
 const CANARY = "canary-7f3a9e1d-secret-value";
+const AMQP_URL = process.env.FLOE_TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+const QUEUE = `floe-canary-${Math.random().toString(36).slice(2, 10)}`;
+let broker: ChannelModel | undefined;
+beforeAll(async () => {
+  broker = await amqpConnect(AMQP_URL);
+  const ch = await broker.createChannel();
+  await ch.assertQueue(QUEUE, { durable: false, autoDelete: false });
+  await ch.close();
+});
 const project = tempProject({
+  "floe.config.ts": `import { amqp, defineConfig } from "floe";
+export default defineConfig({ notifications: [{ notifier: amqp({ url: ${JSON.stringify(AMQP_URL)}, queue: ${JSON.stringify(QUEUE)} }), events: ["run_failed"] }] });
+`,
   "pipelines/leak.ts": `import { asset, pipeline, resolveSecret, secret } from "floe";
 const token = secret("FLOE_TEST_TOKEN");
 export default pipeline("leak", { assets: [
@@ -20,12 +33,17 @@ export default pipeline("leak", { assets: [
 `,
 });
 afterAll(async () => {
+  if (broker) {
+    const ch = await broker.createChannel();
+    await ch.deleteQueue(QUEUE);
+    await broker.close();
+  }
   project.remove();
   await db?.drop();
 });
 
 describe.skipIf(!db)("secrets", () => {
-  it("are redacted from CLI output, events, steps and runs", async () => {
+  it("are redacted from CLI output (text, --json, the tui snapshot), every table of the store and notifications", async () => {
     const env = { FLOE_DATABASE_URL: db!.url, FLOE_TEST_TOKEN: CANARY };
     const outputs: string[] = [];
     const m = await floe(["materialize", "--select", "*", "--json"], { cwd: project.dir, env });
@@ -33,11 +51,27 @@ describe.skipIf(!db)("secrets", () => {
     const runId = (JSON.parse(m.stdout) as { runId: string }).runId;
     expect(m.stdout).toContain("auth failed for token ***");
     outputs.push(m.stdout, m.stderr);
-    for (const args of [["materialize", "--select", "*"], ["run", runId], ["run", runId, "--json"], ["runs", "--json"], ["status", "--json"]]) {
-      const r = await floe(args, { cwd: project.dir, env });
+    const texts = new Map<string, string>();
+    for (const args of [["materialize", "--select", "*"], ["run", runId], ["run", runId, "--json"], ["runs"], ["runs", "--json"], ["status"], ["status", "--json"], ["tui"]]) {
+      const r = await floe(args, { cwd: project.dir, env }); // stdout is a pipe: `floe tui` prints its snapshot, like `floe tui | cat`
+      texts.set(args.join(" "), r.stdout);
       outputs.push(r.stdout, r.stderr);
     }
-    for (const o of outputs) expect(o).not.toContain(CANARY);
+    expect(texts.get("tui")).toContain("talker");
+    expect(texts.get("runs")).toContain("failed");
+    expect(texts.get("status")).toContain("talker");
+    // the run_failed notifications (one per failing run) as the AMQP consumer receives them
+    const ch = await broker!.createChannel();
+    const bodies: string[] = [];
+    for (let i = 0; i < 50 && bodies.length < 2; i++) {
+      const msg = await ch.get(QUEUE, { noAck: true });
+      if (msg) bodies.push(msg.content.toString());
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    await ch.close();
+    expect(bodies).toHaveLength(2);
+    expect(bodies[0]).toContain("auth failed for token ***");
+    for (const o of [...outputs, ...bodies]) expect(o).not.toContain(CANARY);
     const stored = await storedText(db!.url);
     expect(stored).toContain("***");
     expect(stored).not.toContain(CANARY);

@@ -21,8 +21,9 @@ export function parsePrometheus(text: string): Map<string, number> {
 }
 
 /**
- * Every row floe keeps about runs (events, steps, runs, materializations) as one text, for
- * checking that a secret never reached the state store.
+ * Every row of every table of the state store's schema (runs, steps, events, partitions, the
+ * file ledger, ticks, processes, the Iceberg catalog, migrations, …) as one text, each table
+ * found in `information_schema`, for checking that a secret never reached the state store.
  *
  * @example
  * expect(await storedText(db.url)).not.toContain(CANARY);
@@ -31,12 +32,18 @@ export async function storedText(databaseUrl: string): Promise<string> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
-    const { rows } = await client.query<{ t: string }>(
-      `select string_agg(x, ' ') as t from (
-         select row_to_json(e)::text as x from events e union all select row_to_json(s)::text from run_steps s
-         union all select row_to_json(r)::text from runs r union all select row_to_json(a)::text from asset_partitions a) q`,
+    const { rows: tables } = await client.query<{ name: string }>(
+      `select table_name as name from information_schema.tables
+        where table_schema = current_schema() and table_type = 'BASE TABLE' order by table_name`,
     );
-    return rows[0]?.t ?? "";
+    if (tables.length === 0) throw new Error("the state store has no tables: is this the right database?");
+    const parts: string[] = [];
+    for (const { name } of tables) {
+      const quoted = `"${name.replaceAll('"', '""')}"`;
+      const { rows } = await client.query<{ t: string | null }>(`select string_agg(row_to_json(x)::text, ' ') as t from ${quoted} x`);
+      parts.push(`${name}: ${rows[0]?.t ?? ""}`);
+    }
+    return parts.join("\n");
   } finally {
     await client.end();
   }
