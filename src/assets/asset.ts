@@ -2,6 +2,7 @@ import { UserError } from "../errors.js";
 import { withDuckdb, type AssetContext } from "./asset-context.js";
 import type { PartitionMapping } from "../dag/mappings.js";
 import type { PartitionsDefinition } from "../dag/partitions.js";
+import { invalidBackfillPolicy, type AssetBackfillPolicy } from "../dag/ranges.js";
 import {
   ASSET_BRAND,
   PIPELINE_BRAND,
@@ -34,6 +35,12 @@ export interface AssetOptions {
   description?: string;
   /** `eager`: queued as soon as an upstream partition it reads is materialized. */
   automation?: "eager";
+  /**
+   * How a run's partitions of this asset are materialized: `"per-partition"` (default), one call
+   * each; `"single-run"`, one call for all of them; `{ maxPartitionsPerRun: N }`, N at a time.
+   * A ranged call reads `ctx.partitionKeys`; each partition is still recorded as its own step.
+   */
+  backfillPolicy?: AssetBackfillPolicy;
   materialize(ctx: StepContext): Promise<MaterializeResult | void> | MaterializeResult | void;
 }
 
@@ -83,7 +90,13 @@ export function defineAsset(key: string, options: KindAssetOptions): AssetDefini
     ...(options.description !== undefined ? { description: options.description } : {}),
     ...(options.sensor ? { sensor: options.sensor } : {}),
     ...(options.automation ? { automation: options.automation } : {}),
+    ...(options.backfillPolicy !== undefined && options.backfillPolicy !== "per-partition" ? { backfillPolicy: options.backfillPolicy } : {}),
   };
+  const badPolicy = invalidBackfillPolicy(options.backfillPolicy);
+  if (badPolicy) throw new UserError(`asset \`${key}\`: ${badPolicy}`);
+  if (options.backfillPolicy !== undefined && options.backfillPolicy !== "per-partition" && !options.partitions) {
+    throw new UserError(`asset \`${key}\`: backfillPolicy needs partitions; the asset has none`);
+  }
   if (options.automation !== undefined && options.automation !== "eager") {
     throw new UserError(`asset \`${key}\`: automation must be "eager", got \`${String(options.automation)}\``);
   }

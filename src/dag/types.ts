@@ -1,5 +1,6 @@
 import type { PartitionMapping } from "./mappings.js";
 import type { PartitionsDefinition } from "./partitions.js";
+import type { AssetBackfillPolicy } from "./ranges.js";
 
 /** Brands that mark floe definitions; `Symbol.for` so two copies of floe in one process agree. */
 export const ASSET_BRAND = Symbol.for("floe.asset");
@@ -10,6 +11,11 @@ export interface MaterializeResult {
   metadata?: Record<string, unknown>;
   /** Optional data version; when the same as the last one, downstream assets do not become stale. */
   dataVersion?: string;
+  /**
+   * A ranged call (`backfillPolicy`) may report per partition: its own metadata (merged over
+   * `metadata`) and data version, or an `error` that fails that partition alone.
+   */
+  partitions?: Record<string, { metadata?: Record<string, unknown>; dataVersion?: string; error?: string }>;
 }
 
 /** Retry policy of a step: `maxAttempts` in all (1 = no retry), exponential backoff between attempts. */
@@ -45,8 +51,13 @@ export interface StepContext {
   readonly runId: string;
   readonly asset: AssetDefinition;
   readonly assetKey: string;
-  /** The partition key of this step, or null for an unpartitioned asset. */
+  /** The partition key of this step, or null for an unpartitioned asset; in a ranged call, the first of `partitionKeys`. */
   readonly partitionKey: string | null;
+  /**
+   * Every partition this call materializes: one key, none for an unpartitioned asset, or the
+   * range a `backfillPolicy` asset takes at once (in partition order).
+   */
+  readonly partitionKeys: readonly string[];
   /** 1 on the first attempt, 2 on the first retry… */
   readonly attempt: number;
   readonly log: StepLogger;
@@ -67,6 +78,16 @@ export interface StepContext {
    * the step fails). For work that must follow the commit, e.g. marking ingested files done.
    */
   afterCommit(fn: () => Promise<void>): void;
+  /**
+   * Runs `fn` if the runner abandons this step: it was still running when the shutdown grace
+   * period ran out, and is recorded failed without waiting for it. For giving back what the step
+   * holds (file claims, locks) now, rather than when a timeout frees them. The step's own code
+   * may still be running when `fn` runs; what it does afterwards is not recorded.
+   *
+   * @example
+   * ctx.onInterrupt(() => ledger.release(workerId, batchId));
+   */
+  onInterrupt(fn: () => Promise<unknown> | unknown): void;
 }
 
 /** What a sensor may use: the same resources a step gets. */
@@ -105,6 +126,8 @@ export interface AssetDefinition {
   readonly sensor?: SensorDefinition;
   /** `eager`: materialized (queued) as soon as an upstream partition it reads is materialized. */
   readonly automation?: "eager";
+  /** `single-run` or `{ maxPartitionsPerRun }`: a run's partitions of this asset go to one `materialize` call (`ctx.partitionKeys`). */
+  readonly backfillPolicy?: AssetBackfillPolicy;
   materialize(ctx: StepContext): Promise<MaterializeResult | void> | MaterializeResult | void;
 }
 
@@ -119,6 +142,8 @@ export interface ScheduleDefinition {
   partition?: (tickTime: Date) => string;
   /** Ticks missed while no scheduler ran: run the latest (default), all of them, or none. */
   catchUp?: "latest" | "all" | "none";
+  /** Queue priority of the tick's runs: higher runs are claimed first (default 0, like manual runs; backfills -1). */
+  priority?: number;
 }
 
 /** A named group of assets in one module, with an optional schedule. */

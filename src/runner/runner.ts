@@ -1,7 +1,8 @@
 import { availableParallelism } from "node:os";
 import type { AssetGraph } from "../dag/graph.js";
 import { cachedKeys, upstreamPartitions } from "../dag/mappings.js";
-import { linkSteps, stepId, type PlannedStep } from "../dag/plan.js";
+import { linkSteps, stepId } from "../dag/plan.js";
+import { stepUnits, type StepUnit } from "../dag/ranges.js";
 import type { AssetDefinition, StepContext, StepLogger, UpstreamMaterialization } from "../dag/types.js";
 import type { RunStatus, StateStore, StepStatus } from "../state/index.js";
 import { Recorder } from "./recorder.js";
@@ -48,6 +49,9 @@ export interface RunnerOptions {
   heartbeatMs?: number;
 }
 
+/** How long interrupt hooks and slot releases of abandoned steps may take before the run ends anyway. */
+const INTERRUPT_HOOKS_MS = 5_000;
+
 const noResources: Resources = {
   get: (name) => Promise.reject(new Error(`no resource \`${name}\` is registered`)),
 };
@@ -93,51 +97,75 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
     : setInterval(() => void store.heartbeat(options.worker!, [runId]).catch(() => undefined), options.heartbeatMs ?? 5_000);
   rec.event({ runId, type: "run_started", message: `run started: ${steps.length} steps` });
 
-  const dependents = new Map<string, PlannedStep[]>();
+  // The units the run executes: a step, or a range of one asset's partitions when its
+  // backfillPolicy takes ranges. Steps already `success` (a rerun's reused steps) count as done.
+  const todoSteps = steps.filter((s) => outcomes.get(s.id)!.status !== "success");
+  const todoIds = new Set(todoSteps.map((s) => s.id));
+  const units = stepUnits(
+    todoSteps.map((s) => ({ ...s, deps: s.deps.filter((d) => todoIds.has(d)) })),
+    (asset) => graph.asset(asset).backfillPolicy,
+  );
+  const dependents = new Map<string, StepUnit[]>();
   const waitingOn = new Map<string, number>();
-  const todo: PlannedStep[] = [];
-  for (const s of steps) {
-    if (outcomes.get(s.id)!.status === "success") continue;
-    todo.push(s);
-  }
-  const todoIds = new Set(todo.map((s) => s.id));
-  for (const s of todo) {
-    const open = s.deps.filter((d) => todoIds.has(d) || outcomes.get(d)?.status !== "success");
-    waitingOn.set(s.id, open.length);
-    for (const d of open) {
+  for (const u of units) {
+    waitingOn.set(u.id, u.deps.length);
+    for (const d of u.deps) {
       const list = dependents.get(d);
-      if (list) list.push(s);
-      else dependents.set(d, [s]);
+      if (list) list.push(u);
+      else dependents.set(d, [u]);
     }
   }
-  const ready = todo.filter((s) => waitingOn.get(s.id) === 0);
-  const blockedByOutside = todo.filter((s) => s.deps.some((d) => !todoIds.has(d) && outcomes.get(d)?.status !== "success"));
+  const ready = units.filter((u) => waitingOn.get(u.id) === 0);
 
-  const finish = (s: PlannedStep, outcome: StepOutcome): void => {
-    outcomes.set(s.id, outcome);
+  const finish = (outcome: StepOutcome): void => {
+    outcomes.set(stepId(outcome.asset, outcome.partition), outcome);
     options.onProgress?.({ type: "step_finished", outcome });
   };
 
-  const failDownstream = (id: string, cause: string): void => {
-    const stack = [...(dependents.get(id) ?? [])];
+  /** Marks a unit that cannot run `upstream_failed`, and everything downstream of it. */
+  const failDownstream = (first: StepUnit, cause: string): void => {
+    const stack = [first];
     while (stack.length > 0) {
       const d = stack.pop()!;
-      if (outcomes.get(d.id)!.status === "upstream_failed") continue;
+      if (d.members.every((m) => outcomes.get(m.id)!.status === "upstream_failed")) continue;
       const error = `upstream step ${cause} failed`;
-      rec.step({ runId, asset: d.asset, partition: d.partition, status: "upstream_failed", error, endedAt: new Date() });
-      rec.event({ runId, asset: d.asset, partition: d.partition, type: "step_upstream_failed", level: "warn", message: `${d.id}: ${error}` });
-      finish(d, { asset: d.asset, partition: d.partition, status: "upstream_failed", metadata: {}, error, attempts: 0, durationMs: null });
+      for (const m of d.members) {
+        rec.step({ runId, asset: m.asset, partition: m.partition, status: "upstream_failed", error, endedAt: new Date() });
+        rec.event({ runId, asset: m.asset, partition: m.partition, type: "step_upstream_failed", level: "warn", message: `${m.id}: ${error}` });
+        finish({ asset: m.asset, partition: m.partition, status: "upstream_failed", metadata: {}, error, attempts: 0, durationMs: null });
+      }
       stack.push(...(dependents.get(d.id) ?? []));
     }
   };
-  for (const s of blockedByOutside) {
-    // a rerun whose reused upstream step is missing: treat as failed upstream
-    const missing = s.deps.find((d) => !todoIds.has(d) && outcomes.get(d)?.status !== "success")!;
-    failDownstream(missing, missing);
-  }
+
+  /** After a unit ended: a dependent with a member reading a step that did not succeed cannot run; the others wait on one unit fewer. */
+  const release = (u: StepUnit): void => {
+    const ended = new Map(u.members.map((m) => [m.id, outcomes.get(m.id)!.status]));
+    for (const d of dependents.get(u.id) ?? []) {
+      const broken = d.members.flatMap((m) => m.deps).find((dep) => ended.has(dep) && ended.get(dep) !== "success");
+      if (broken !== undefined) {
+        failDownstream(d, broken);
+        continue;
+      }
+      const left = waitingOn.get(d.id)! - 1;
+      waitingOn.set(d.id, left);
+      if (left === 0) ready.push(d);
+    }
+  };
 
   let active = 0;
-  const running = new Set<PlannedStep>();
+  const running = new Set<StepUnit>();
+  /** Units given up on after the grace period: whatever they do later is not recorded. */
+  const abandoned = new Set<StepUnit>();
+  const interruptHooks = new Map<StepUnit, Array<() => Promise<unknown> | unknown>>();
+  /** Pool slots held by running units, freed once (by the unit, or when it is abandoned). */
+  const slots = new Map<StepUnit, { pool: string; slot: number }>();
+  const freeSlot = async (u: StepUnit): Promise<void> => {
+    const held = slots.get(u);
+    if (held === undefined) return;
+    slots.delete(u);
+    await store.releasePoolSlot(held.pool, held.slot);
+  };
   let interrupted = false;
   let grace: NodeJS.Timeout | undefined;
   let onAbort = (): void => undefined;
@@ -146,35 +174,48 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
     onAbort = (): void => {
       grace = setTimeout(() => {
         interrupted = true;
-        for (const s of running) {
+        const abandonedNow = [...running];
+        for (const u of abandonedNow) {
+          abandoned.add(u);
           const error = `interrupted: still running ${options.graceMs ?? 30_000} ms after shutdown began`;
-          rec.step({ runId, asset: s.asset, partition: s.partition, status: "failed", endedAt: new Date(), error });
-          rec.event({ runId, asset: s.asset, partition: s.partition, type: "step_failed", level: "error", message: `${s.id}: ${error}` });
-          finish(s, { asset: s.asset, partition: s.partition, status: "failed", metadata: {}, error, attempts: 1, durationMs: null });
+          for (const s of u.members) {
+            rec.step({ runId, asset: s.asset, partition: s.partition, status: "failed", endedAt: new Date(), error });
+            rec.event({ runId, asset: s.asset, partition: s.partition, type: "step_failed", level: "error", message: `${s.id}: ${error}` });
+            finish({ asset: s.asset, partition: s.partition, status: "failed", metadata: {}, error, attempts: 1, durationMs: null });
+          }
         }
-        resolve();
+        // Give back what the abandoned steps hold (their interrupt hooks, their pool slots) before
+        // the run ends, without waiting on the steps themselves; bounded, so a stuck hook cannot hold the exit.
+        const cleanups = abandonedNow.flatMap((u) => [
+          ...(interruptHooks.get(u) ?? []).map((fn) => async () => {
+            await fn();
+          }),
+          async () => freeSlot(u),
+        ].map((fn) => fn().catch((e: unknown) =>
+          rec.event({ runId, asset: u.asset, partition: u.members[0]!.partition, type: "log", level: "warn", message: `${u.id}: interrupt hook failed: ${e instanceof Error ? e.message : String(e)}` }),
+        )));
+        let bound: NodeJS.Timeout | undefined;
+        void Promise.race([Promise.all(cleanups), new Promise<void>((r) => (bound = setTimeout(r, INTERRUPT_HOOKS_MS)))]).then(() => {
+          clearTimeout(bound);
+          resolve();
+        });
       }, options.graceMs ?? 30_000);
     };
     if (signal.aborted) onAbort();
     else signal.addEventListener("abort", onAbort, { once: true });
     const pump = (): void => {
       while (active < concurrency && ready.length > 0 && !signal.aborted && !rec.error) {
-        const s = ready.shift()!;
-        if (outcomes.get(s.id)!.status === "upstream_failed") continue;
+        const u = ready.shift()!;
+        if (u.members.every((m) => outcomes.get(m.id)!.status === "upstream_failed")) continue;
         active++;
-        running.add(s);
-        void runStep(s).then((outcome) => {
+        running.add(u);
+        void runUnit(u).then((ended) => {
           active--;
-          running.delete(s);
+          running.delete(u);
+          interruptHooks.delete(u);
           if (interrupted) return; // already recorded as interrupted; the run has ended
-          finish(s, outcome);
-          if (outcome.status === "success") {
-            for (const d of dependents.get(s.id) ?? []) {
-              const left = waitingOn.get(d.id)! - 1;
-              waitingOn.set(d.id, left);
-              if (left === 0) ready.push(d);
-            }
-          } else failDownstream(s.id, s.id);
+          for (const o of ended) finish(o);
+          release(u);
           pump();
         });
       }
@@ -187,11 +228,11 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
   signal.removeEventListener("abort", onAbort);
 
   // Whatever never started (canceled, or the state store failed) is skipped.
-  for (const s of todo) {
+  for (const s of todoSteps) {
     const o = outcomes.get(s.id)!;
     if (o.status === "pending" || o.status === "running") {
       rec.step({ runId, asset: s.asset, partition: s.partition, status: "skipped", endedAt: new Date() });
-      finish(s, { ...o, status: "skipped", durationMs: null });
+      finish({ ...o, status: "skipped", durationMs: null });
     }
   }
   const all = steps.map((s) => outcomes.get(s.id)!);
@@ -212,79 +253,119 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
   await rec.flush();
   return { runId, status, steps: all };
 
-  async function runStep(s: PlannedStep): Promise<StepOutcome> {
-    const def = graph.asset(s.asset);
+  async function runUnit(u: StepUnit): Promise<StepOutcome[]> {
+    const def = graph.asset(u.asset);
     const limit = def.pool === undefined ? undefined : options.poolLimits?.[def.pool];
-    if (def.pool === undefined || limit === undefined) return attemptStep(s, def);
+    if (def.pool === undefined || limit === undefined) return attemptUnit(u, def);
     // Wait for a slot of the asset's pool; the pool's limit holds across processes.
     let slot: number | undefined;
-    while ((slot = await store.acquirePoolSlot(def.pool, limit, runId, s.id)) === undefined) {
-      if (signal.aborted) return { asset: s.asset, partition: s.partition, status: "skipped", metadata: {}, attempts: 0, durationMs: null };
+    while ((slot = await store.acquirePoolSlot(def.pool, limit, runId, u.id)) === undefined) {
+      if (signal.aborted) return u.members.map((s) => ({ asset: s.asset, partition: s.partition, status: "skipped" as const, metadata: {}, attempts: 0, durationMs: null }));
       await sleep(100, signal);
     }
+    slots.set(u, { pool: def.pool, slot });
     try {
-      return await attemptStep(s, def);
+      return await attemptUnit(u, def);
     } finally {
-      await store.releasePoolSlot(def.pool, slot).catch(() => undefined);
+      await freeSlot(u).catch(() => undefined);
     }
   }
 
-  async function attemptStep(s: PlannedStep, def: AssetDefinition): Promise<StepOutcome> {
+  /** One `materialize` call for the unit's steps, with retries; each step is recorded on its own. */
+  async function attemptUnit(u: StepUnit, def: AssetDefinition): Promise<StepOutcome[]> {
     const maxAttempts = Math.max(1, def.retry?.maxAttempts ?? 1);
-    const base = { asset: s.asset, partition: s.partition };
+    const ranged = u.members.length > 1;
     const t0 = Date.now();
     let error = "";
     let failedMetadata: Record<string, unknown> = {};
+    const interruptedOutcome = (attempt: number): StepOutcome[] =>
+      u.members.map((s) => ({ asset: s.asset, partition: s.partition, status: "failed", metadata: {}, error: "interrupted", attempts: attempt, durationMs: Date.now() - t0 }));
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-      options.onProgress?.({ type: "step_started", ...base, attempt });
-      rec.step({ runId, ...base, status: "running", attempts: attempt, startedAt: new Date() });
-      rec.event({ runId, ...base, type: "step_started", message: `${s.id}: started${attempt > 1 ? ` (attempt ${attempt})` : ""}` });
+      for (const s of u.members) {
+        const base = { asset: s.asset, partition: s.partition };
+        options.onProgress?.({ type: "step_started", ...base, attempt });
+        rec.step({ runId, ...base, status: "running", attempts: attempt, startedAt: new Date() });
+        rec.event({ runId, ...base, type: "step_started", message: `${s.id}: started${ranged ? ` as part of ${u.id}` : ""}${attempt > 1 ? ` (attempt ${attempt})` : ""}` });
+      }
       const hooks: Array<() => Promise<void>> = [];
       try {
-        const result = await def.materialize(context(def, s, attempt, hooks));
-        const metadata = toJson(result?.metadata ?? {});
+        const result = await def.materialize(context(def, u, attempt, hooks));
+        // Given up on meanwhile: it is recorded failed and its claims are given back; a late success changes nothing.
+        if (abandoned.has(u)) return interruptedOutcome(attempt);
         const endedAt = new Date();
-        rec.step({ runId, ...base, status: "success", endedAt, error: null, metadata });
-        rec.materialization({ ...base, runId, materializedAt: endedAt, codeVersion: def.codeVersion ?? null, dataVersion: result?.dataVersion ?? null, metadata });
-        rec.event({ runId, ...base, type: "step_succeeded", message: `${s.id}: materialized`, data: { metadata } });
-        upstream.set(s.id, { ...base, runId, materializedAt: endedAt, metadata });
-        if (hooks.length > 0) {
+        const ended: StepOutcome[] = [];
+        for (const s of u.members) {
+          const base = { asset: s.asset, partition: s.partition };
+          const own = ranged && s.partition !== null ? result?.partitions?.[s.partition] : undefined;
+          const metadata = toJson({ ...(result?.metadata ?? {}), ...(own?.metadata ?? {}), ...(ranged ? { partitionRange: u.id.slice(u.asset.length) } : {}) });
+          if (own?.error !== undefined) {
+            rec.step({ runId, ...base, status: "failed", endedAt, error: own.error, metadata });
+            rec.event({ runId, ...base, type: "step_failed", level: "error", message: `${s.id}: failed: ${own.error}` });
+            ended.push({ ...base, status: "failed", metadata, error: own.error, attempts: attempt, durationMs: Date.now() - t0 });
+            continue;
+          }
+          rec.step({ runId, ...base, status: "success", endedAt, error: null, metadata });
+          rec.materialization({ ...base, runId, materializedAt: endedAt, codeVersion: def.codeVersion ?? null, dataVersion: own?.dataVersion ?? result?.dataVersion ?? null, metadata });
+          rec.event({ runId, ...base, type: "step_succeeded", message: `${s.id}: materialized`, data: { metadata } });
+          upstream.set(s.id, { ...base, runId, materializedAt: endedAt, metadata });
+          ended.push({ ...base, status: "success", metadata, attempts: attempt, durationMs: Date.now() - t0 });
+        }
+        if (hooks.length > 0 && ended.some((o) => o.status === "success")) {
           await rec.flush(); // the materialization is durable before the hooks run
           for (const hook of hooks) {
             await hook().catch((e: unknown) =>
-              rec.event({ runId, ...base, type: "log", level: "warn", message: `${s.id}: after-commit hook failed: ${e instanceof Error ? e.message : String(e)}` }),
+              rec.event({ runId, asset: u.asset, partition: u.members[0]!.partition, type: "log", level: "warn", message: `${u.id}: after-commit hook failed: ${e instanceof Error ? e.message : String(e)}` }),
             );
           }
         }
-        return { ...base, status: "success", metadata, attempts: attempt, durationMs: Date.now() - t0 };
+        return ended;
       } catch (e) {
+        if (abandoned.has(u)) return interruptedOutcome(attempt);
         error = e instanceof Error ? e.message : String(e);
         failedMetadata = errorMetadata(e);
         const stack = e instanceof Error ? e.stack : undefined;
-        rec.event({ runId, ...base, type: "step_attempt_failed", level: "error", message: `${s.id}: ${error}`, data: stack ? { stack } : null });
+        for (const s of u.members) {
+          rec.event({ runId, asset: s.asset, partition: s.partition, type: "step_attempt_failed", level: "error", message: `${s.id}: ${error}`, data: stack ? { stack } : null });
+        }
         if (attempt < maxAttempts && !signal.aborted) {
           const delayMs = backoff(def, attempt);
-          options.onProgress?.({ type: "step_retry", ...base, attempt, delayMs, error });
-          rec.event({ runId, ...base, type: "step_retry", level: "warn", message: `${s.id}: retrying in ${delayMs} ms` });
+          for (const s of u.members) {
+            options.onProgress?.({ type: "step_retry", asset: s.asset, partition: s.partition, attempt, delayMs, error });
+            rec.event({ runId, asset: s.asset, partition: s.partition, type: "step_retry", level: "warn", message: `${s.id}: retrying in ${delayMs} ms` });
+          }
           await sleep(delayMs, signal);
         }
       }
     }
-    rec.step({ runId, ...base, status: "failed", endedAt: new Date(), error, metadata: failedMetadata });
-    rec.event({ runId, ...base, type: "step_failed", level: "error", message: `${s.id}: failed: ${error}` });
-    return { ...base, status: "failed", metadata: failedMetadata, error, attempts: maxAttempts, durationMs: Date.now() - t0 };
+    return u.members.map((s) => {
+      const base = { asset: s.asset, partition: s.partition };
+      rec.step({ runId, ...base, status: "failed", endedAt: new Date(), error, metadata: failedMetadata });
+      rec.event({ runId, ...base, type: "step_failed", level: "error", message: `${s.id}: failed: ${error}` });
+      return { ...base, status: "failed" as const, metadata: failedMetadata, error, attempts: maxAttempts, durationMs: Date.now() - t0 };
+    });
   }
 
-  function context(def: AssetDefinition, s: PlannedStep, attempt: number, hooks: Array<() => Promise<void>>): StepContext {
+  function context(def: AssetDefinition, u: StepUnit, attempt: number, hooks: Array<() => Promise<void>>): StepContext {
+    const first = u.members[0]!;
     const log = (level: "debug" | "info" | "warn" | "error") => (message: string, data?: Record<string, unknown>) =>
-      rec.event({ runId, asset: s.asset, partition: s.partition, type: "log", level, message, data: data ? toJson(data) : null });
+      rec.event({ runId, asset: u.asset, partition: first.partition, type: "log", level, message, data: data ? toJson(data) : null });
     const logger: StepLogger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
+    // A range reads what each of its partitions reads, once.
     const partitionsOf = (key: string): UpstreamMaterialization[] => {
-      const reads = upstreamPartitions(def, graph.asset(key), s.partition, keysOf);
-      return (reads ?? [null]).flatMap((p) => {
-        const m = upstream.get(stepId(key, p));
-        return m ? [m] : [];
-      });
+      const seen = new Set<string>();
+      const out: UpstreamMaterialization[] = [];
+      for (const s of u.members) {
+        const reads = upstreamPartitions(def, graph.asset(key), s.partition, keysOf);
+        for (const p of reads ?? [null]) {
+          const id = stepId(key, p);
+          const m = upstream.get(id);
+          if (m && !seen.has(id)) {
+            seen.add(id);
+            out.push(m);
+          }
+        }
+      }
+      return out;
     };
     const upstreamView: Record<string, UpstreamMaterialization | undefined> = {};
     for (const key of def.deps) {
@@ -294,8 +375,9 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
     return {
       runId,
       asset: def,
-      assetKey: s.asset,
-      partitionKey: s.partition,
+      assetKey: u.asset,
+      partitionKey: first.partition,
+      partitionKeys: u.members.flatMap((s) => (s.partition === null ? [] : [s.partition])),
       attempt,
       log: logger,
       upstream: upstreamView,
@@ -303,6 +385,11 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
       signal,
       resource: (name) => resources.get(name),
       afterCommit: (fn) => void hooks.push(fn),
+      onInterrupt: (fn) => {
+        const list = interruptHooks.get(u);
+        if (list) list.push(fn);
+        else interruptHooks.set(u, [fn]);
+      },
     };
   }
 }

@@ -1,33 +1,18 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { asset, pipeline, type AssetOptions } from "../../src/assets/asset.js";
 import { AssetGraph } from "../../src/dag/graph.js";
 import { partitions } from "../../src/dag/partitions.js";
 import { materialize, rerun, statusOf } from "../../src/runner/launch.js";
-import { StateStore } from "../../src/state/index.js";
-import { testDatabase } from "../helpers/pg.js";
+import type { StateStore } from "../../src/state/index.js";
+import { testStore } from "../helpers/store.js";
 
 // The runner is engine-agnostic: run it on real PostgreSQL when reachable, else embedded PGlite.
 let store: StateStore;
 let cleanup: () => Promise<void>;
 beforeAll(async () => {
-  const db = await testDatabase();
-  if (db) {
-    store = await StateStore.open({ url: db.url, home: "/nonexistent" });
-    cleanup = async () => {
-      await store.close();
-      await db.drop();
-    };
-  } else {
-    const home = mkdtempSync(join(tmpdir(), "floe-runner-"));
-    store = await StateStore.open({ home });
-    cleanup = async () => {
-      await store.close();
-      rmSync(home, { recursive: true, force: true });
-    };
-  }
+  const t = await testStore("runner");
+  store = t.store;
+  cleanup = t.close;
 });
 afterAll(() => cleanup());
 
