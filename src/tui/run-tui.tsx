@@ -1,9 +1,9 @@
 import { render } from "ink";
 import type { AssetGraph } from "../dag/graph.js";
-import { plan } from "../dag/plan.js";
+import { linkSteps, plan, type StepKey } from "../dag/plan.js";
 import type { StateStore } from "../state/index.js";
 import { App } from "./app.js";
-import { assetViews, snapshotText } from "./model.js";
+import { assetViews, keysText, snapshotText } from "./model.js";
 import { statusFeed } from "./status-feed.js";
 import { rerunOf, statusOf } from "../runner/launch.js";
 
@@ -19,9 +19,24 @@ export async function runTui(store: StateStore, graph: AssetGraph): Promise<void
   try {
     const initial = await feed.refresh();
     const actions = {
-      async materialize(assets: ReadonlySet<string>, label: string): Promise<string> {
-        const planned = plan(graph, assets);
-        const run = await store.createRun({ trigger: "manual", selection: label, status: "queued", steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition })) });
+      async materialize(assets: ReadonlySet<string>, label: string, partitions?: ReadonlyMap<string, readonly string[]>): Promise<string> {
+        // the partitions the UI chose for each partitioned asset (the confirmation named them)
+        const keys: StepKey[] = [];
+        let range: string | null = null;
+        if (partitions) {
+          for (const key of assets) {
+            const def = graph.asset(key).partitions;
+            if (!def) keys.push({ asset: key, partition: null });
+            else for (const partition of partitions.get(key) ?? []) keys.push({ asset: key, partition });
+          }
+          // one contiguous range shared by every partitioned asset is the run's partition range
+          const [first] = [...partitions];
+          const same = [...partitions.values()].every((l) => l.join("\n") === first?.[1].join("\n"));
+          const text = first && same ? keysText(first[1], graph.asset(first[0]).partitions?.keys() ?? []) : "";
+          if (text !== "" && !text.includes(", ")) range = text;
+        }
+        const planned = partitions ? linkSteps(graph, keys) : plan(graph, assets);
+        const run = await store.createRun({ trigger: "manual", selection: label, partitionRange: range, status: "queued", steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition })) });
         void feed.refresh().catch(() => undefined);
         return run.id;
       },

@@ -3,9 +3,8 @@
 
 import type { AssetGraph } from "../dag/graph.js";
 import { statusOf } from "../runner/launch.js";
-import type { PartitionStatus } from "../dag/staleness.js";
 import type { BackfillRecord, RunRecord, StateStore } from "../state/index.js";
-import { assetViews, type AssetView } from "./model.js";
+import { assetViews, viewRows, type AssetView, type PartitionView } from "./model.js";
 
 /** What the screens show, as of `at`. */
 export interface StatusSnapshot {
@@ -13,7 +12,7 @@ export interface StatusSnapshot {
   assets: Map<string, AssetView>;
   runs: RunRecord[];
   /** Every asset partition's status, for the asset screen's ranges. */
-  partitions?: PartitionStatus[];
+  partitions?: PartitionView[];
   /** The newest backfills, with the partitions of their failed runs. */
   backfills?: Array<BackfillRecord & { failedPartitions: string[] }>;
 }
@@ -42,7 +41,9 @@ export async function statusFeed(store: StateStore, graph: AssetGraph, options: 
     (reading ??= (async () => {
       try {
         const [rows, runs, backfills] = await Promise.all([statusOf(store, graph, graph.keys()), store.listRuns({ limit: options.runs ?? 50 }), store.listBackfills(10)]);
-        const snapshot = { at: new Date(), assets: assetViews(graph, rows), runs, partitions: rows, backfills };
+        // the store says running for a step of a queued run too: the UI says queued
+        const views = viewRows(rows, new Set(runs.filter((r) => r.status === "queued").map((r) => r.id)));
+        const snapshot = { at: new Date(), assets: assetViews(graph, views), runs, partitions: views, backfills };
         for (const l of listeners) l(snapshot);
         return snapshot;
       } finally {

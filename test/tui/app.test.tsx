@@ -25,7 +25,12 @@ const rows: PartitionStatus[] = [
 ];
 const snapshot = (): StatusSnapshot => ({ at: new Date("2026-11-22T10:00:00Z"), assets: assetViews(graph, rows), runs: [] });
 const noFeed = { subscribe: () => () => undefined };
-const tick = () => new Promise((r) => setTimeout(r, 30));
+const tick = () => new Promise((r) => setTimeout(r, 40));
+/** Waits (up to 2 s) until the last frame contains `want`: reads resolve later on a busy machine. */
+async function frameWith(ui: { lastFrame(): string | undefined }, want: string): Promise<string> {
+  for (let i = 0; i < 100 && !(ui.lastFrame() ?? "").includes(want); i++) await new Promise((r) => setTimeout(r, 20));
+  return ui.lastFrame() ?? "";
+}
 
 describe("the terminal UI", () => {
   it("draws the lineage in layers with a status marker per asset, the legend and the keys, in 80×24", () => {
@@ -34,12 +39,12 @@ describe("the terminal UI", () => {
     const lines = frame.split("\n");
     expect(lines.length).toBeLessThanOrEqual(24);
     expect(lines.every((l) => l.length <= 80)).toBe(true);
-    expect(frame).toMatch(/● raw_orders.*─▶.*✗ orders.*─▶.*○ lake\.orders/);
+    expect(frame).toMatch(/● raw_orders 3\/3.*─▶.*✗ orders 1\/2.*─▶.*○ lake\.orders/);
     expect(frame).toContain("◐ customers");
     // box-drawing edges: raw_orders feeds orders on the same row; customers feeds nothing
-    expect(lines[1]).toMatch(/● raw_orders\s+──▶ ✗ orders\s+──▶ ○ lake\.orders/);
+    expect(lines[1]).toMatch(/● raw_orders 3\/3\s+──▶ ✗ orders 1\/2\s+──▶ ○ lake\.orders/);
     expect(lines[2]).toMatch(/^◐ customers\s*$/);
-    expect(frame).toContain("legend: ● materialized  ◐ stale  ✗ failed  ▶ running  ○ missing");
+    expect(frame).toContain("legend: ● materialized ◔ partial ◐ stale ✗ failed ◉ running ◷ queued ○ missing");
     expect(frame).toContain("q quit");
     // the first asset is selected: its partitions by status
     expect(frame).toMatch(/raw_orders ● materialized \(3 materialized\)/);
@@ -70,11 +75,14 @@ describe("the terminal UI", () => {
     await tick();
     ui.stdin.write("M");
     await tick();
-    expect(ui.lastFrame()).toContain("materialize +orders? (y/n)");
+    // no partition statuses known: the latest partition
+    expect(ui.lastFrame()).toContain("materialize +orders, 1 partition? (y/n)");
+    expect(ui.lastFrame()).toContain("partitions: 2025-01-05");
     ui.stdin.write("y");
     await tick();
     expect(queued).toEqual(["+orders:orders,raw_orders"]);
     expect(ui.lastFrame()).toContain("run 5f0c2a9e queued for +orders");
+    expect(ui.lastFrame()).toContain("floe · runs");
     ui.unmount();
   });
 
@@ -92,7 +100,7 @@ describe("the terminal UI", () => {
     expect(ui.lastFrame()).toMatch(/9c1e2f3a\s+failed\s+manual\s+09:59:00\s+2\.0 s\s+\+orders/);
     ui.stdin.write("?");
     await tick();
-    expect(ui.lastFrame()).toContain("filter by selection");
+    expect(ui.lastFrame()).toContain("filter by a selection");
     ui.unmount();
   });
 
@@ -107,8 +115,7 @@ describe("the terminal UI", () => {
     };
     const ui = render(<App graph={graph} feed={noFeed} initial={{ ...snapshot(), partitions: rows }} details={details} actions={{ materialize: async () => "x" }} width={80} height={24} color={false} />);
     ui.stdin.write("\r");
-    await tick();
-    const frame = ui.lastFrame()!;
+    const frame = await frameWith(ui, "run 77aa88bb");
     expect(frame).toContain("floe · raw_orders");
     expect(frame).toContain("partitions: 2025-01-01…2025-01-03 materialized (3)");
     expect(frame).toContain("strip: ●●●");
@@ -136,8 +143,7 @@ describe("the terminal UI", () => {
     ui.stdin.write("r");
     await tick();
     ui.stdin.write("\r");
-    await tick();
-    const frame = ui.lastFrame()!;
+    const frame = await frameWith(ui, "10:00:09 error");
     expect(frame).toContain("floe · run 9c1e2f3a");
     expect(frame).toMatch(/● raw_orders\[2025-01-02\]\s+█{10}\s+success/);
     expect(frame).toMatch(/✗ orders\[2025-01-02\]\s+ {10}█{10} failed: check unique\(id\) failed/);
@@ -165,7 +171,7 @@ describe("the terminal UI", () => {
     ui.unmount();
   });
 
-  it("a big graph starts with pipelines collapsed; Enter expands one, c shows every asset", async () => {
+  it("a big graph starts with pipelines folded; Enter unfolds one in place, - folds it back, c shows every asset", async () => {
     const ingest = Array.from({ length: 40 }, (_, i) => asset(`in${i}`, { materialize: () => ({}) }));
     const report = Array.from({ length: 30 }, (_, i) => asset(`rep${i}`, { deps: [`in${i}`], materialize: () => ({}) }));
     const big = AssetGraph.build([
@@ -176,21 +182,28 @@ describe("the terminal UI", () => {
     states[3] = row("in3", null, "failed", "boom");
     const ui = render(<App graph={big} feed={noFeed} initial={{ at: new Date(), assets: assetViews(big, states), runs: [] }} actions={{ materialize: async () => "x" }} width={80} height={24} color={false} />);
     expect(ui.lastFrame()).toMatch(/✗ ingest \(40\)\s+──▶ ○ report \(30\)/);
-    expect(ui.lastFrame()).toContain("pipeline ingest ✗ failed (40 assets; Enter expands, c shows all)");
+    expect(ui.lastFrame()).toContain("pipeline ingest ✗ failed (40 assets; Enter unfolds, c shows all)");
     ui.stdin.write("l");
     await tick();
     ui.stdin.write("\r");
     await tick();
-    expect(ui.lastFrame()).toContain("floe · lineage · pipeline:report");
-    expect(ui.lastFrame()).toContain("○ rep0");
+    // report unfolds in place; ingest stays one node, feeding report's assets
+    expect(ui.lastFrame()).toContain("pipeline report unfolded");
+    expect(ui.lastFrame()).toMatch(/✗ ingest \(40\)\s+─┬▶ ○ rep0/);
     expect(ui.lastFrame()).not.toMatch(/[●○✗] in0/);
-    ui.stdin.write("c"); // back to the collapsed view
+    expect(ui.lastFrame()).toMatch(/rep0 ○ missing/); // the cursor followed into the pipeline
+    ui.stdin.write("-"); // fold just that pipeline back
     await tick();
-    expect(ui.lastFrame()).toContain("pipelines collapsed");
+    expect(ui.lastFrame()).toContain("pipeline report folded");
+    expect(ui.lastFrame()).toMatch(/✗ ingest \(40\)\s+──▶ ○ report \(30\)/);
     ui.stdin.write("c"); // every asset
     await tick();
     expect(ui.lastFrame()).toContain("● in0");
     expect(ui.lastFrame()).toContain("every asset shown");
+    ui.stdin.write("c"); // folded again
+    await tick();
+    expect(ui.lastFrame()).toContain("pipelines folded");
+    expect(ui.lastFrame()).toContain("✗ ingest (40)");
     ui.unmount();
   });
 

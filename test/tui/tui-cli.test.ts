@@ -19,7 +19,7 @@ describe("floe tui without a terminal", () => {
         "layer 2",
         "  ○ report  missing  ◀ clean",
         "",
-        "legend: ● materialized  ◐ stale  ✗ failed  ▶ running  ○ missing",
+        "legend: ● materialized ◔ partial ◐ stale ✗ failed ◉ running ◷ queued ○ missing",
         "",
       ].join("\n"),
     );

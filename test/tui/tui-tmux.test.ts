@@ -55,13 +55,16 @@ describe.skipIf(!tmux || !db)("floe tui in a terminal", () => {
       return s;
     };
     try {
-      expect(await wait((s) => s.includes("○ raw"), 15_000)).toContain("floe · lineage");
+      expect(await wait((s) => s.includes("○ raw"), 30_000)).toContain("floe · lineage"); // a loaded machine starts slowly
       execFileSync("tmux", ["send-keys", "-t", dev, "m"]);
       expect(await wait((s) => s.includes("materialize raw? (y/n)"), 3_000)).toContain("materialize raw? (y/n)");
       execFileSync("tmux", ["send-keys", "-t", dev, "y"]);
-      const done = await wait((s) => s.includes("● raw"), 5_000);
-      expect(done, "the in-process worker ran the queued run").toContain("● raw");
+      // the runs list opens with the new run selected, and shows it succeed
+      const done = await wait((s) => /› [0-9a-f]{8}\s+success/.test(s), 5_000);
+      expect(done, "the in-process worker ran the queued run").toMatch(/› [0-9a-f]{8}\s+success\s+manual/);
       expect(done).toMatch(/run [0-9a-f]{8} queued for raw/);
+      execFileSync("tmux", ["send-keys", "-t", dev, "r"]);
+      expect(await wait((s) => s.includes("● raw"), 3_000)).toContain("● raw");
       execFileSync("tmux", ["send-keys", "-t", dev, "q"]);
       let alive = true;
       for (let i = 0; i < 200 && alive; i++) {
@@ -71,6 +74,40 @@ describe.skipIf(!tmux || !db)("floe tui in a terminal", () => {
       expect(alive, "q stops floe dev").toBe(false);
     } finally {
       spawnSync("tmux", ["kill-session", "-t", dev]);
+    }
+  });
+
+  it("floe dev: m on a partitioned asset queues its missing partitions, and the worker materializes them", async () => {
+    const parted = tempProject({
+      "pipelines/p.ts": `import { asset, partitions, pipeline } from "floe";\nconst daily = partitions.daily({ start: "2025-01-01", end: "2025-01-03" });\nexport default pipeline("p", { assets: [asset("events", { partitions: daily, materialize: () => ({}) })] });\n`,
+    });
+    const dev = `${session}-part`;
+    execFileSync("tmux", ["new-session", "-d", "-s", dev, "-x", "80", "-y", "24", `cd ${parted.dir} && CI=true NO_COLOR=1 FLOE_HOME=${parted.dir}/.floe-dev ${process.execPath} ${join(repoRoot, "bin", "floe.js")} dev`]);
+    const pane = (): string => execFileSync("tmux", ["capture-pane", "-p", "-t", dev], { encoding: "utf8" });
+    const wait = async (cond: (s: string) => boolean, ms: number): Promise<string> => {
+      const t0 = Date.now();
+      let s = pane();
+      while (!cond(s) && Date.now() - t0 < ms) {
+        await new Promise((r) => setTimeout(r, 50));
+        s = pane();
+      }
+      return s;
+    };
+    try {
+      expect(await wait((s) => s.includes("○ events"), 30_000)).toContain("floe · lineage");
+      execFileSync("tmux", ["send-keys", "-t", dev, "m"]);
+      const ask = await wait((s) => s.includes("materialize events, 3 partitions? (y/n)"), 3_000);
+      expect(ask).toContain("materialize events, 3 partitions? (y/n)");
+      expect(ask).toContain("partitions: 2025-01-01…2025-01-03");
+      execFileSync("tmux", ["send-keys", "-t", dev, "y"]);
+      const done = await wait((s) => /› [0-9a-f]{8}\s+success/.test(s), 10_000);
+      expect(done, done).toMatch(/› [0-9a-f]{8}\s+success\s+manual/);
+      execFileSync("tmux", ["send-keys", "-t", dev, "r"]);
+      expect(await wait((s) => s.includes("● events 3/3"), 3_000)).toContain("● events 3/3");
+      execFileSync("tmux", ["send-keys", "-t", dev, "q"]);
+    } finally {
+      spawnSync("tmux", ["kill-session", "-t", dev]);
+      parted.remove();
     }
   });
 
@@ -97,6 +134,15 @@ describe.skipIf(!tmux || !db)("floe tui in a terminal", () => {
     const resized = await until((s) => s.split("\n").some((l) => l.startsWith("floe · lineage") && l.trimEnd().length <= 60 && l.trimEnd().length > 50), 3_000);
     expect(resized.ok, resized.screen).toBe(true);
     expect(resized.screen.split("\n").every((l) => l.trimEnd().length <= 60)).toBe(true);
+    // the screen is cleared on a resize: one frame, no old lines stacked above or below it
+    const clean = await until((s) => s.split("\n").filter((l) => l.startsWith("floe · ")).length === 1 && s.split("\n")[0]!.startsWith("floe · lineage"), 3_000);
+    expect(clean.ok, clean.screen).toBe(true);
+    expect(clean.screen.split("\n").filter((l) => l.includes("legend:")).length).toBe(1);
+    execFileSync("tmux", ["resize-window", "-t", session, "-x", "80", "-y", "24"]);
+    const grown = await until((s) => s.split("\n").some((l) => l.startsWith("floe · lineage") && l.trimEnd().length > 70), 3_000);
+    expect(grown.ok, grown.screen).toBe(true);
+    expect(grown.screen.split("\n").filter((l) => l.startsWith("floe · ")).length, grown.screen).toBe(1);
+    expect(grown.screen.split("\n").filter((l) => l.includes("legend:")).length, grown.screen).toBe(1);
     const colored = execFileSync("tmux", ["capture-pane", "-p", "-e", "-t", session], { encoding: "utf8" });
     expect(colored).not.toMatch(/\x1b\[(3[1-7]|9[0-7])m/); // no foreground colours
 
