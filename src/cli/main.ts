@@ -9,7 +9,7 @@ import { loadSettings, type ProjectSettings } from "../project/config.js";
 import { loadProject } from "../project/load.js";
 import { builtinResources } from "../project/plugins.js";
 import { resourceMigrations, resourcePool, type ResourcePool } from "../project/resources.js";
-import { materialize, RANGE_STATUS_THRESHOLD, rerun, statusOf, statusRanges, type MaterializeOutcome } from "../runner/launch.js";
+import { materialize, parsePriority, RANGE_STATUS_THRESHOLD, rerun, statusOf, statusRanges, type MaterializeOutcome } from "../runner/launch.js";
 import type { ProgressEvent, RunOutcome } from "../runner/runner.js";
 import type { RunRecord, StateStore } from "../state/index.js";
 import { duration, ranges, rangesText, shortId, symbol, table, time } from "./format.js";
@@ -108,9 +108,12 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option("--stale", "only steps that are stale, missing or failed (and what they feed)")
     .option("--dry-run", "print the planned steps and exit, touching no state")
     .option("--queue", "enqueue the run for `floe worker` instead of executing it here")
+    .option("--priority <n>", "with --queue: queue priority, a whole number (default 0; higher is claimed first)")
     .option("--json", "machine-readable result")
-    .action(async (o: Common & { select: string; partition?: string; from?: string; to?: string; stale?: boolean; dryRun?: boolean; queue?: boolean }) => {
+    .action(async (o: Common & { select: string; partition?: string; from?: string; to?: string; stale?: boolean; dryRun?: boolean; queue?: boolean; priority?: string }) => {
       const partitions = partitionSelection(o);
+      const priority = o.priority === undefined ? undefined : parsePriority(o.priority);
+      if (priority !== undefined && !o.queue) throw new UserError("--priority orders the queue; use it with --queue (or with floe backfill)");
       const ctx = await project(o);
       const assets = selectOrFail(ctx.graph, o.select);
       if (o.dryRun) {
@@ -124,7 +127,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         if (o.stale) throw new UserError("--queue cannot be combined with --stale yet");
         const planned = plan(ctx.graph, assets, partitions);
         const run = await withStore(ctx.settings, "floe materialize", (store) =>
-          store.createRun({ trigger: "manual", selection: o.select, status: "queued", steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition })) }),
+          store.createRun({ trigger: "manual", selection: o.select, status: "queued", ...(priority === undefined ? {} : { priority }), steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition })) }),
         );
         if (o.json) io.out(JSON.stringify({ runId: run.id, status: "queued", steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition, status: "pending", metadata: {} })) }, null, 2));
         else io.out(`run ${shortId(run.id)} queued: ${planned.steps.length} steps; a \`floe worker\` will execute it`);
@@ -155,16 +158,52 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         const b = ctx.graph.asset(k).partitions?.bounds?.();
         return b !== undefined && b.last - b.first + 1 > RANGE_STATUS_THRESHOLD;
       }));
-      const [rows, rangesOf] = await withStore(ctx.settings, "floe status", async (store) => [
-        await statusOf(store, ctx.graph, keys.filter((k) => !huge.has(k))),
-        new Map(await Promise.all([...huge].map(async (k) => [k, (await statusRanges(store, ctx.graph, k))!] as const))),
-      ] as const);
+      type CheckView = { name: string; severity: string; passed: boolean; message: string };
+      const [rows, rangesOf, lastChecks] = await withStore(ctx.settings, "floe status", async (store) => {
+        const small = keys.filter((k) => !huge.has(k));
+        const rows = await statusOf(store, ctx.graph, small);
+        // Check results of each partition's last finished step: the failed step when the partition
+        // failed since (an error check blocks the materialization), else its materialization.
+        // Three set-based reads, whatever the number of partitions.
+        const [mats, failedSteps] = await Promise.all([
+          store.latestMaterializations(small),
+          store.getStepsOfRuns([...new Set(rows.flatMap((r) => (r.status === "failed" && r.lastRunId !== null ? [r.lastRunId] : [])))]),
+        ]);
+        const checkList = (m: Record<string, unknown> | undefined): CheckView[] =>
+          (Array.isArray(m?.checks) ? (m.checks as unknown[]) : []).flatMap((c) => {
+            const v = (typeof c === "object" && c !== null ? c : {}) as Record<string, unknown>;
+            return typeof v.name === "string" ? [{ name: v.name, severity: String(v.severity ?? "error"), passed: v.passed === true, message: String(v.message ?? "") }] : [];
+          });
+        const matOf = new Map(mats.map((m) => [stepId(m.asset, m.partition), m]));
+        const checks = new Map<string, { at: Date | null; checks: CheckView[] }>();
+        for (const r of rows) {
+          const id = stepId(r.asset, r.partition);
+          const step = r.status === "failed" ? failedSteps.get(r.lastRunId!)?.find((x) => x.asset === r.asset && x.partition === r.partition) : undefined;
+          const mat = matOf.get(id);
+          checks.set(id, step ? { at: step.endedAt, checks: checkList(step.metadata) } : { at: mat?.materializedAt ?? null, checks: checkList(mat?.metadata) });
+        }
+        return [rows, new Map(await Promise.all([...huge].map(async (k) => [k, (await statusRanges(store, ctx.graph, k))!] as const))), checks] as const;
+      });
       if (o.json) {
+        // `checks`: every check result of the partition's last materialization (or of its last failed step), [] when none
         io.out(JSON.stringify(rows.map((r) => ({
           asset: r.asset, partition: r.partition, status: r.status, lastRunId: r.lastRunId,
           lastMaterializedAt: r.lastMaterializedAt?.toISOString() ?? null, ...(r.reason ? { reason: r.reason } : {}),
+          checks: lastChecks.get(stepId(r.asset, r.partition))?.checks ?? [],
         })), null, 2));
         return;
+      }
+      // Per asset: the failed checks (warn and error) of its most recent materialization or failed step.
+      const checkLines: string[] = [];
+      for (const key of keys) {
+        const latest = rows
+          .filter((r) => r.asset === key)
+          .map((r) => ({ r, c: lastChecks.get(stepId(r.asset, r.partition)) }))
+          .reduce<{ r: (typeof rows)[number]; c: { at: Date | null; checks: CheckView[] } | undefined } | undefined>((a, b) => (!a || (b.c?.at ?? 0) > (a.c?.at ?? 0) ? b : a), undefined);
+        const failedChecks = latest?.c?.checks.filter((c) => !c.passed) ?? [];
+        if (!latest || failedChecks.length === 0) continue;
+        const where = latest.r.partition === null ? key : stepId(key, latest.r.partition);
+        checkLines.push(`  ${where}: ${failedChecks.map((c) => `${c.severity === "warn" ? "!" : "✗"} ${c.name} (${c.severity}: ${c.message})`).join(", ")}`);
       }
       const out: string[][] = [];
       for (const key of keys) {
@@ -186,6 +225,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         }
       }
       io.out(table(["ASSET", "STATUS", "LAST MATERIALIZED"], out));
+      if (checkLines.length > 0) io.out(["", "failed checks (last materialization):", ...checkLines].join("\n"));
     });
 
   command("runs", "recent runs, newest first")
@@ -290,15 +330,17 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option("--until-empty", "exit when the queue is empty")
     .action(async (o: Common & { runs: string; untilEmpty?: boolean; metricsPort?: string }) => {
       const runs = positiveInt(o.runs, "--runs");
+      const recoveries = runRetries();
       const ctx = await project(o);
       const { runWorker } = await import("../runner/worker.js");
       const notify = await notifications(io, ctx);
       await withStore(ctx.settings, "floe worker", async (store, resources) => {
-        const metrics = await metricsServer(io, store, o.metricsPort, ctx.settings.heartbeatMs);
+        const metrics = await metricsServer(io, store, o.metricsPort, ctx.settings);
         io.err(`floe worker: waiting for queued runs (${runs} at a time; Ctrl-C stops after the running ones)`);
         await cancellable((signal) =>
           runWorker(store, ctx.graph, {
             runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, untilEmpty: o.untilEmpty === true, heartbeatMs: ctx.settings.heartbeatMs,
+            recoveries,
             ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}),
             ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}),
             onRun: (r) => {
@@ -319,21 +361,23 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option("--to <key>", "last partition")
     .option("--concurrency <n>", "runs executed at once", "2")
     .option("--policy <policy>", "per-partition (default), single-run or chunks:N", "per-partition")
+    .option("--priority <n>", "queue priority of its runs, a whole number (default -1: below manual and scheduled runs)")
     .option("--json", "machine-readable result")
-    .action(async (o: Common & { select?: string; from?: string; to?: string; concurrency: string; policy: string }) => {
+    .action(async (o: Common & { select?: string; from?: string; to?: string; concurrency: string; policy: string; priority?: string }) => {
       if (o.select === undefined || o.from === undefined || o.to === undefined) {
         throw new UserError("floe backfill needs --select SEL --from KEY --to KEY (or `floe backfill retry <id>` / `floe backfill cancel <id>`)");
       }
       const runs = positiveInt(o.concurrency, "--concurrency");
+      const priority = o.priority === undefined ? undefined : parsePriority(o.priority);
       const bf = await import("../runner/backfill.js");
       const policy = bf.parsePolicy(o.policy);
       const ctx = await project(o);
       const assets = selectOrFail(ctx.graph, o.select);
       const planned = bf.planBackfill(ctx.graph, assets, o.from, o.to, policy, o.select);
       code = await withStore(ctx.settings, "floe backfill", async (store, resources) => {
-        const created = await store.createBackfill({ selection: o.select!, from: o.from!, to: o.to!, policy: o.policy, runs: planned });
+        const created = await store.createBackfill({ selection: o.select!, from: o.from!, to: o.to!, policy: o.policy, runs: planned, ...(priority === undefined ? {} : { priority }) });
         if (!o.json) io.err(`backfill ${shortId(created.id)}: ${planned.length} run(s) over ${o.from}…${o.to}; resume with \`floe backfill retry ${shortId(created.id)}\``);
-        return driveAndReport(io, store, ctx.graph, created.id, runs, resources, o.json === true, planned.length, ctx.settings, await notifications(io, ctx));
+        return driveAndReport(io, store, ctx.graph, created.id, runs, resources, o.json === true, ctx.settings, await notifications(io, ctx));
       });
     });
   backfill
@@ -351,8 +395,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       code = await withStore(ctx.settings, "floe backfill", async (store, resources) => {
         const b = await store.getBackfill(id);
         const requeued = await bf.retryBackfill(store, ctx.graph, b.id);
-        if (!o.json) io.err(`backfill ${shortId(b.id)}: ${requeued} failed run(s) requeued`);
-        return driveAndReport(io, store, ctx.graph, b.id, runs, resources, o.json === true, undefined, ctx.settings, await notifications(io, ctx));
+        if (!o.json) {
+          const { total, runs: now } = await store.backfillProgress(b.id);
+          io.err(`backfill ${shortId(b.id)}: ${requeued} failed run(s) requeued; ${now.success ?? 0} of ${total} run(s) already succeeded`);
+        }
+        return driveAndReport(io, store, ctx.graph, b.id, runs, resources, o.json === true, ctx.settings, await notifications(io, ctx));
       });
     });
   backfill
@@ -377,7 +424,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const ctx = await project(o);
       const { runScheduler } = await import("../scheduler/scheduler.js");
       await withStore(ctx.settings, "floe scheduler", async (store, resources) => {
-        const metrics = await metricsServer(io, store, o.metricsPort, ctx.settings.heartbeatMs);
+        const metrics = await metricsServer(io, store, o.metricsPort, ctx.settings);
         io.err(`floe scheduler: ${[...ctx.graph.pipelines.values()].filter((p) => p.pipeline.schedule).length} schedule(s); Ctrl-C stops`);
         await cancellable((signal) => runScheduler(store, ctx.graph, { signal, resources, eventRetentionDays: ctx.settings.eventRetentionDays, heartbeatMs: ctx.settings.heartbeatMs, onRun: schedulerLog(io), onError: schedulerError(io) }), "stopping");
         metrics?.close();
@@ -408,7 +455,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const [{ runScheduler }, { runWorker }] = await Promise.all([import("../scheduler/scheduler.js"), import("../runner/worker.js")]);
       const notify = await notifications(io, ctx);
       await withStore(ctx.settings, "floe dev", async (store, resources) => {
-        const metrics = await metricsServer(io, store, o.metricsPort, ctx.settings.heartbeatMs);
+        const metrics = await metricsServer(io, store, o.metricsPort, ctx.settings);
         if (!(o.tui && process.stdout.isTTY)) io.err(`floe dev: scheduler and worker on ${ctx.settings.databaseUrl ? "PostgreSQL" : `the embedded store in ${ctx.settings.home}`}; queue runs with \`floe materialize --queue\` from this process's store or wait for schedules; Ctrl-C stops`);
         const wake = new EventTarget(); // a tick wakes the worker at once instead of at its next poll
         // With the UI on, it shows runs; printed lines would tear its frame.
@@ -421,7 +468,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
             const stop = AbortSignal.any([signal, quit.signal]);
             return Promise.all([
               runScheduler(store, ctx.graph, { signal: stop, resources, eventRetentionDays: ctx.settings.eventRetentionDays, heartbeatMs: ctx.settings.heartbeatMs, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
-              runWorker(store, ctx.graph, { runs, signal: stop, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, wake, ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}), onRun: (r) => (notify.run(r, store), say(`run ${shortId(r.runId)} ${r.status}`)) }),
+              runWorker(store, ctx.graph, { runs, signal: stop, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, wake, heartbeatMs: ctx.settings.heartbeatMs, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}), onRun: (r) => (notify.run(r, store), say(`run ${shortId(r.runId)} ${r.status}`)) }),
               tui ? tui.runTui(store, ctx.graph).finally(() => quit.abort()) : Promise.resolve(),
             ]);
           },
@@ -433,13 +480,14 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     });
 
   command("serve", "serve /metrics, /health and /ready over the state store")
-    .option("--port <n>", "port (0 picks a free one)", "9464")
+    .option("--port <n>", "port (0 picks a free one; default: metricsPort of floe.config.ts or FLOE_METRICS_PORT, else 9464)")
     .option("--host <host>", "interface to listen on", "127.0.0.1")
-    .action(async (o: Common & { port: string; host: string }) => {
-      const port = portOf(o.port, "--port");
+    .action(async (o: Common & { port?: string; host: string }) => {
+      if (o.port !== undefined) portOf(o.port, "--port"); // a bad flag is reported before the project is read
       const settings = await loadSettings(o.project ?? process.cwd());
+      const port = o.port !== undefined ? portOf(o.port, "--port") : (settings.metricsPort ?? 9464);
       await withStore(settings, "floe serve", async (store) => {
-        const { server, port: bound } = await listenMetrics(store, { port, portFlag: "--port", host: o.host, heartbeatMs: settings.heartbeatMs });
+        const { server, port: bound } = await listenMetrics(store, { port, portFlag: o.port !== undefined ? "--port" : process.env.FLOE_METRICS_PORT ? "FLOE_METRICS_PORT" : "metricsPort", host: o.host, heartbeatMs: settings.heartbeatMs });
         io.out(`floe serve: listening on http://${o.host}:${bound} (/metrics /health /ready)`);
         await cancellable((signal) => new Promise<void>((resolve) => signal.addEventListener("abort", () => server.close(() => resolve()), { once: true })), "stopping");
       });
@@ -470,10 +518,12 @@ async function project(o: Common): Promise<{ settings: ProjectSettings; graph: A
   return { settings, graph };
 }
 
-/** With `--metrics-port`, serves /metrics, /health and /ready beside a role; undefined without. */
-async function metricsServer(io: Io, store: StateStore, port: string | undefined, heartbeatMs: number): Promise<{ close(): void } | undefined> {
+/** With `--metrics-port` (or `metricsPort` / FLOE_METRICS_PORT), serves /metrics, /health and /ready beside a role; undefined without. */
+async function metricsServer(io: Io, store: StateStore, flag: string | undefined, settings: ProjectSettings): Promise<{ close(): void } | undefined> {
+  const port = flag !== undefined ? portOf(flag, "--metrics-port") : settings.metricsPort;
   if (port === undefined) return undefined;
-  const { server, port: bound } = await listenMetrics(store, { port: portOf(port, "--metrics-port"), portFlag: "--metrics-port", host: "127.0.0.1", heartbeatMs });
+  const portFlag = flag !== undefined ? "--metrics-port" : "metricsPort";
+  const { server, port: bound } = await listenMetrics(store, { port, portFlag, host: "127.0.0.1", heartbeatMs: settings.heartbeatMs });
   io.err(`floe: metrics on http://127.0.0.1:${bound}/metrics`);
   return { close: () => server.close() };
 }
@@ -595,25 +645,27 @@ async function cancellable<T>(fn: (signal: AbortSignal) => Promise<T>, stopping 
 }
 
 async function driveAndReport(
-  io: Io, store: StateStore, graph: AssetGraph, id: string, runs: number, resources: ResourcePool, json: boolean, total: number | undefined,
-  settings: Pick<ProjectSettings, "shutdownGraceMs" | "heartbeatMs" | "pools">,
+  io: Io, store: StateStore, graph: AssetGraph, id: string, runs: number, resources: ResourcePool, json: boolean,
+  settings: Pick<ProjectSettings, "shutdownGraceMs" | "heartbeatMs" | "pools" | "maxConcurrentRuns">,
   notify: Awaited<ReturnType<typeof notifications>>,
 ): Promise<number> {
   const { driveBackfill } = await import("../runner/backfill.js");
-  let done = 0;
+  const recoveries = runRetries();
+  // Progress from the store, so runs other workers execute count too: a line whenever it changes.
+  const stopProgress = json ? async () => undefined : await backfillProgressLines(io, store, id, settings.heartbeatMs);
   const outcome = await cancellable((signal) =>
     driveBackfill(store, graph, id, {
-      runs, signal, resources, graceMs: settings.shutdownGraceMs, poolLimits: settings.pools, heartbeatMs: settings.heartbeatMs,
+      runs, signal, resources, graceMs: settings.shutdownGraceMs, poolLimits: settings.pools, heartbeatMs: settings.heartbeatMs, recoveries,
+      ...(settings.maxConcurrentRuns ? { maxRunning: settings.maxConcurrentRuns } : {}),
       onRun: (r) => {
-        done++;
         if (!json) {
           const parts = [...new Set(r.steps.map((s) => s.partition))];
           const label = parts.length === 1 ? String(parts[0]) : `${parts[0]}…${parts.at(-1)}`;
-          io.err(`  ${symbol(r.status === "success" ? "success" : "failed")} ${label}  ${r.status}${total ? `  (${done}/${total})` : ""}`);
+          io.err(`  ${symbol(r.status === "success" ? "success" : "failed")} ${label}  ${r.status}`);
         }
       },
     }),
-  );
+  ).finally(stopProgress);
   const { backfill, runs: latest } = outcome;
   const failedRuns = latest.filter((r) => r.status !== "success");
   notify.publish({
@@ -639,6 +691,40 @@ async function driveAndReport(
     io.out(`backfill ${shortId(backfill.id)} ${backfill.status}: ${latest.length - failed.length} of ${latest.length} run(s) succeeded${failed.length ? `; failed partitions: ${failed.map((r) => r.partitionRange).join(", ")} (retry: floe backfill retry ${shortId(backfill.id)})` : ""}`);
   }
   return backfill.status === "success" ? EXIT.ok : EXIT.failed;
+}
+
+/**
+ * Prints `  progress: 4/10 succeeded, 1 failed, 2 running, 3 queued` whenever a backfill's counts
+ * in the store change (woken by state changes, polled at least every heartbeat); returns the stop
+ * function, which prints the last change first.
+ */
+async function backfillProgressLines(io: Io, store: StateStore, id: string, everyMs: number): Promise<() => Promise<void>> {
+  let last = "";
+  let busy: Promise<void> = Promise.resolve();
+  const print = (): Promise<void> =>
+    (busy = busy.then(async () => {
+      const { total, runs } = await store.backfillProgress(id);
+      const extra = (["failed", "canceled", "running", "queued"] as const).filter((s) => (runs[s] ?? 0) > 0).map((s) => `${runs[s]} ${s}`);
+      const line = `  progress: ${runs.success ?? 0}/${total} succeeded${extra.length ? `, ${extra.join(", ")}` : ""}`;
+      if (line !== last) io.err((last = line));
+    }).catch(() => undefined));
+  const stopWatching = await store.watchState(() => void print());
+  const timer = setInterval(() => void print(), Math.min(everyMs, 1_000));
+  await print();
+  return async () => {
+    clearInterval(timer);
+    await stopWatching();
+    await print();
+  };
+}
+
+/** FLOE_RUN_RETRIES: how many times a run whose worker died is requeued (default 1). */
+function runRetries(): number {
+  const text = process.env.FLOE_RUN_RETRIES;
+  if (text === undefined || text === "") return 1;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0 || n > 100) throw new UserError(`FLOE_RUN_RETRIES must be a whole number from 0 to 100, got \`${text}\``);
+  return n;
 }
 
 function schedulerLog(io: Io): (schedule: string, tickTime: Date, run: { id: string; partitionRange: string | null }) => void {
