@@ -81,11 +81,12 @@ describe("slack", () => {
     });
     const t0 = Date.now();
     d.publish(notification());
-    expect(Date.now() - t0, "publish does not wait for the delivery").toBeLessThan(50);
+    // publish returns before the first attempt has even reached the endpoint: the caller never waits
+    expect(accepted - before, "publish does not wait for the delivery").toBe(0);
+    expect(events).toEqual([]);
     await d.drain(10_000);
-    const took = Date.now() - t0;
-    expect(took).toBeGreaterThanOrEqual(3 * 300 + 50 + 100 - 20);
-    expect(took).toBeLessThan(3_000);
+    // three timed-out attempts and two backoffs (a lower bound: the timeouts must have run out)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(3 * 300 + 50 + 100 - 20);
     expect(events).toEqual([
       "hung retry 1/3 in 50 ms: no answer within 300 ms",
       "hung retry 2/3 in 100 ms: no answer within 300 ms",
