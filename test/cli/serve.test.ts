@@ -1,3 +1,4 @@
+import { get as httpGet } from "node:http";
 import { spawn, type ChildProcess } from "node:child_process";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { join } from "node:path";
@@ -23,6 +24,19 @@ afterAll(async () => {
   await db?.drop();
 });
 
+
+/** GET over a connection of its own, as a fetch Response. */
+function freshGet(url: string): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 0, headers: { "content-type": String(res.headers["content-type"] ?? "") } })));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+  });
+}
 describe.skipIf(!db)("floe serve", () => {
   it("exposes metrics from the state store and turns /health 503 while the store is unreachable", async () => {
     const env = { FLOE_DATABASE_URL: db!.url };
@@ -34,9 +48,10 @@ describe.skipIf(!db)("floe serve", () => {
     let serverErr = "";
     server.stderr!.on("data", (d: Buffer) => (serverErr += d.toString()));
     const base = await listeningUrl(server);
-    // a failed request says what the server printed (a crash would show here)
+    // A new connection per request (no keep-alive socket to race the server's idle timeout), and a
+    // failed request says what the server printed (a crash would show here).
     const get = (path: string): Promise<Response> =>
-      fetch(`${base}${path}`).catch((e: unknown) => {
+      freshGet(`${base}${path}`).catch((e: unknown) => {
         throw new Error(`GET ${path}: ${String(e)}; floe serve ${server?.exitCode === null ? "still runs" : `exited ${server?.exitCode}`}, stderr: ${serverErr}`);
       });
 
@@ -51,7 +66,7 @@ describe.skipIf(!db)("floe serve", () => {
     expect(m.get("floe_process_resident_memory_bytes")).toBeGreaterThan(0);
     expect([...m.keys()].some((k) => /[0-9a-f]{8}-[0-9a-f]{4}/.test(k)), "no run ids in labels").toBe(false);
 
-    const ok = await fetch(`${base}/health`);
+    const ok = await get("/health");
     expect(ok.status).toBe(200);
     expect(await ok.json()).toMatchObject({ status: "ok", checks: { stateStore: { ok: true } } });
 
@@ -82,7 +97,7 @@ describe.skipIf(!db)("floe serve", () => {
       if (!reopened) await admin.query(`alter database "${name}" allow_connections true`);
       await admin.end();
     }
-    expect((await fetch(`${base}/nope`)).status).toBe(404);
+    expect((await get("/nope")).status).toBe(404);
   });
 
   it("/health reports a scheduler that stopped heartbeating (kill -9), and forgets one that stopped cleanly", async () => {
