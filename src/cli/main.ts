@@ -547,22 +547,30 @@ async function listenMetrics(store: StateStore, o: { port: number; portFlag: str
 
 /** The project's notification dispatcher; failed deliveries are reported on stderr, never fatal. */
 async function notifications(io: Io, ctx: { settings: ProjectSettings; graph: AssetGraph }) {
-  const { projectDispatcher, publishRun } = await import("../notify/runs.js");
+  const { DeliveryTally, projectDispatcher, publishRun } = await import("../notify/runs.js");
   const preparing = new Set<Promise<void>>();
+  // delivery outcomes go to the store's totals, for /metrics of every process sharing it
+  const tally = new DeliveryTally();
   const dispatcher = await projectDispatcher(ctx.settings, ctx.graph, {
     onResult: (name, outcome, error) => {
       if (outcome === "failed") io.err(`floe: notification to ${name} failed after retries: ${error ?? ""}`);
     },
-  });
+  }, tally);
   return {
     run: (outcome: RunOutcome, store?: StateStore) => {
+      if (store) tally.attach(store);
       const p = publishRun(dispatcher, outcome, ctx.graph, store).finally(() => preparing.delete(p));
       preparing.add(p);
     },
-    publish: (n: Parameters<typeof dispatcher.publish>[0]) => dispatcher.publish(n),
+    publish: (n: Parameters<typeof dispatcher.publish>[0], store?: StateStore) => {
+      if (store) tally.attach(store);
+      dispatcher.publish(n);
+    },
+    /** Waits for deliveries in flight (bounded) and writes their counts; call it before the store closes. */
     drain: async () => {
       await Promise.allSettled([...preparing]);
       await dispatcher.close(15_000);
+      await tally.close();
     },
   };
 }
@@ -683,7 +691,7 @@ async function driveAndReport(
     pipelines: [...new Set([...select(graph, backfill.selection)].map((a) => graph.node(a).pipeline))],
     failedSteps: [],
     at: new Date().toISOString(),
-  });
+  }, store);
   await notify.drain();
   if (json) {
     const stepsOf = await store.getStepsOfRuns(latest.map((r) => r.id));

@@ -5,7 +5,6 @@ import { redact } from "../secrets.js";
 import type { StateStore } from "../state/index.js";
 import { STEP_DURATION_BUCKETS, readStoreMetrics, type StoreMetrics } from "../state/metrics.js";
 import { heartbeatAges } from "../state/processes.js";
-import { processRegistry } from "./process-metrics.js";
 
 /**
  * A Prometheus registry whose floe metrics are read from the state store at each scrape, so one
@@ -118,8 +117,17 @@ export function storeMetrics(store: StateStore, timeoutMs = 10_000): Registry {
       this.set((await summary()).stalestHeartbeatSeconds);
     },
   });
-  // What this process counts itself (notification deliveries), beside what the store holds.
-  return Registry.merge([registry, processRegistry]);
+  new Counter({
+    name: "floe_notification_deliveries_total",
+    help: "Notification delivery attempts by notifier, event and outcome (retried: an attempt failed and another follows), by every process sharing the store.",
+    labelNames: ["notifier", "event", "outcome"],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const d of (await data()).deliveries) this.inc({ notifier: d.notifier, event: d.event, outcome: d.outcome }, d.count);
+    },
+  });
+  return registry;
 }
 
 /**

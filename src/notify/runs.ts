@@ -5,18 +5,20 @@ import { select } from "../dag/selection.js";
 import type { ProjectSettings } from "../project/config.js";
 import type { RunOutcome, StepOutcome } from "../runner/runner.js";
 import type { StateStore } from "../state/index.js";
+import { recordDeliveries, type DeliveryCount } from "../state/deliveries.js";
 import { failedFilesOfRun } from "../state/metrics.js";
 import { Dispatcher, type DeliveryOptions, type Notification } from "./notifier.js";
 import { stepId } from "../dag/plan.js";
 
 /**
  * The dispatcher of a project's configured notification routes (selections resolved now, so a
- * bad one is a config error). A retried delivery is reported on stderr unless `onRetry` is given.
+ * bad one is a config error). A retried delivery is reported on stderr unless `onRetry` is given;
+ * outcomes are counted in `tally` when one is given.
  *
  * @example
  * const dispatcher = await projectDispatcher(settings, graph, { onResult });
  */
-export async function projectDispatcher(settings: ProjectSettings, graph: AssetGraph, options: DeliveryOptions = {}): Promise<Dispatcher> {
+export async function projectDispatcher(settings: ProjectSettings, graph: AssetGraph, options: DeliveryOptions = {}, tally?: DeliveryTally): Promise<Dispatcher> {
   const routes = settings.notifications.map((r, i) => {
     // A notifier's secrets are resolved now: one that is not set stops the command (exit 2), not a delivery later.
     for (const ref of secretRefs(r.notifier.options)) {
@@ -36,17 +38,82 @@ export async function projectDispatcher(settings: ProjectSettings, graph: AssetG
     }
     return { notifier: r.notifier, ...(r.events ? { events: r.events } : {}), ...(assets ? { assets } : {}) };
   });
-  const { notificationDeliveries } = await import("../metrics/process-metrics.js");
   return new Dispatcher(routes, {
     // each retry is reported as it happens, not only the final failure
     onRetry: (name, attempt, attempts, error, delayMs) =>
       void process.stderr.write(redact(`floe: notification to ${name} failed (attempt ${attempt} of ${attempts}: ${error.split("\n")[0]}); retrying in ${delayMs} ms\n`)),
     ...options,
     onCount: (labels) => {
-      notificationDeliveries.inc(labels);
+      tally?.count(labels);
       options.onCount?.(labels);
     },
   });
+}
+
+/**
+ * Counts delivery outcomes and adds them to the state store's totals about once a second (one
+ * statement a write), so `/metrics` of any process sharing the store reports the deliveries of
+ * every process, short-lived `floe materialize` included. Counts wait in memory until a store is
+ * attached; a write that fails keeps them for the next one.
+ *
+ * @example
+ * const tally = new DeliveryTally();
+ * const dispatcher = await projectDispatcher(settings, graph, {}, tally);
+ * tally.attach(store);
+ * await tally.close(); // writes what is left
+ */
+export class DeliveryTally {
+  private readonly pending = new Map<string, DeliveryCount>();
+  private store: StateStore | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private writing: Promise<void> = Promise.resolve();
+
+  count(labels: { notifier: string; event: string; outcome: string }): void {
+    this.add({ notifier: labels.notifier, event: labels.event, outcome: labels.outcome, count: 1 });
+  }
+
+  /** Where the counts go (the first store given stays). */
+  attach(store: StateStore): void {
+    this.store ??= store;
+    this.schedule();
+  }
+
+  /** Writes what is counted so far. */
+  flush(): Promise<void> {
+    const store = this.store;
+    if (!store || this.pending.size === 0) return this.writing;
+    const rows = [...this.pending.values()];
+    this.pending.clear();
+    this.writing = this.writing.then(() =>
+      recordDeliveries(store, rows).catch(() => {
+        for (const r of rows) this.add(r); // the store is away: try again with the next write
+      }),
+    );
+    return this.writing;
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+
+  private add(row: DeliveryCount): void {
+    const key = `${row.notifier}\u0000${row.event}\u0000${row.outcome}`;
+    const c = this.pending.get(key);
+    if (c) c.count += row.count;
+    else this.pending.set(key, { ...row });
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.timer !== undefined || this.store === undefined || this.pending.size === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, 1_000);
+    this.timer.unref();
+  }
 }
 
 /**

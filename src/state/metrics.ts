@@ -1,4 +1,5 @@
 import { sql } from "kysely";
+import { deliveryTotals, type DeliveryCount } from "./deliveries.js";
 import type { StateStore } from "./store.js";
 
 /** Upper bounds (seconds) of the step duration histogram's buckets. */
@@ -16,6 +17,8 @@ export interface StoreMetrics {
   backfillPartitions: Array<{ state: string; count: number }>;
   /** Per schedule, its latest tick's delay: run start (or now, while queued) minus tick time. */
   tickDelays: Array<{ schedule: string; seconds: number }>;
+  /** Notification delivery outcomes counted by every process. */
+  deliveries: DeliveryCount[];
 }
 
 /**
@@ -28,7 +31,7 @@ export interface StoreMetrics {
 export async function readStoreMetrics(store: StateStore): Promise<StoreMetrics> {
   const db = store.db;
   const buckets = sql.raw(STEP_DURATION_BUCKETS.map((b) => `count(*) filter (where d <= ${b})::int`).join(", "));
-  const [durations, written, files, backfills, ticks] = await Promise.all([
+  const [durations, written, files, backfills, ticks, deliveries] = await Promise.all([
     sql<{ asset: string; status: string; n: number; s: number; b: number[] }>`
       select asset, status, count(*)::int as n, coalesce(sum(d), 0)::float8 as s, array[${buckets}] as b
       from (select asset, status, extract(epoch from ended_at - started_at)::float8 as d from run_steps
@@ -53,6 +56,7 @@ export async function readStoreMetrics(store: StateStore): Promise<StoreMetrics>
       from schedule_ticks t left join runs r on r.id = t.run_id
       where t.schedule not like 'sensor:%'
       order by t.schedule, t.tick_time desc`.execute(db),
+    deliveryTotals(store),
   ]);
   return {
     stepDurations: durations.rows.map((r) => ({ asset: r.asset, status: r.status, count: r.n, sum: r.s, buckets: r.b.map(Number) })),
@@ -60,6 +64,7 @@ export async function readStoreMetrics(store: StateStore): Promise<StoreMetrics>
     files: files.rows.map((r) => ({ asset: r.asset, status: r.status, count: r.n })),
     backfillPartitions: backfills.rows.map((r) => ({ state: r.state, count: r.n })),
     tickDelays: ticks.rows.filter((r) => r.seconds !== null).map((r) => ({ schedule: r.schedule, seconds: Math.max(0, r.seconds!) })),
+    deliveries,
   };
 }
 

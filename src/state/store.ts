@@ -6,6 +6,7 @@ import pg from "pg";
 import { UserError } from "../errors.js";
 import { acquireLock, type StateLock } from "./lock.js";
 import { coreMigrations, migrate, type Migration } from "./migrations.js";
+import { deliveryMigrations } from "./deliveries.js";
 import { processMigrations } from "./processes.js";
 import { schedulerMigrations } from "./ticks.js";
 import { PGliteDialect } from "./pglite-dialect.js";
@@ -183,8 +184,8 @@ const CLAIM_LOCK = 7_300_517;
 /** The queue priority of backfill runs unless one is given: below manual and scheduled runs (0). */
 export const BACKFILL_PRIORITY = -1;
 
-/** Every migration a store runs at open: the core tables (with the file ledger), schedule ticks, backfills and pool slots. */
-export const defaultMigrations: readonly Migration[] = [...coreMigrations, ...schedulerMigrations, ...processMigrations];
+/** Every migration a store runs at open: the core tables (with the file ledger), schedule ticks, backfills, pool slots, process heartbeats and notification delivery counts. */
+export const defaultMigrations: readonly Migration[] = [...coreMigrations, ...schedulerMigrations, ...processMigrations, ...deliveryMigrations];
 /** Shared buffers of the embedded store (PGlite's default, 128MB, is resident in every process). */
 const EMBEDDED_SHARED_BUFFERS = "32MB";
 /** '' in the database means "unpartitioned". */

@@ -5,10 +5,10 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { floe, repoRoot, tempProject } from "../helpers/project.js";
 import { testDatabase } from "../helpers/pg.js";
-import { parsePrometheus } from "../helpers/observe.js";
+import { listeningUrl, parsePrometheus } from "../helpers/observe.js";
 
 // After real runs, a backfill and scheduled ticks, `/metrics` of `floe dev --metrics-port` is
-// scraped and parsed: store-read metrics and the process's own notification counter.
+// scraped and parsed: every metric is read from the store, notification deliveries included.
 const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
 let delivered = 0;
 const receiver = createServer((req, res) => {
@@ -55,7 +55,7 @@ afterAll(async () => {
 });
 
 describe.skipIf(!db)("metrics", () => {
-  it("are read from the store and counted in process after real runs", async () => {
+  it("are read from the store after real runs, deliveries too, and outlive the process", async () => {
     const env = { FLOE_DATABASE_URL: db!.url, HOOK_URL: hook };
     const run = await floe(["materialize", "--select", "raw_m m_table lake_m broken"], { cwd: project.dir, env });
     expect(run.code, run.stderr).toBe(1);
@@ -104,7 +104,7 @@ describe.skipIf(!db)("metrics", () => {
     expect(delay).toBeGreaterThanOrEqual(0);
     expect(delay).toBeLessThan(60);
     expect(m.get("floe_queue_depth")).toBeGreaterThanOrEqual(0);
-    // notification deliveries, counted in this process
+    // notification deliveries, written to the store by the process that made them
     expect(m.get('floe_notification_deliveries_total{notifier="hook",event="run_succeeded",outcome="delivered"}')).toBeGreaterThanOrEqual(1);
     expect(m.get(failedDown)).toBeGreaterThanOrEqual(1);
     expect(m.get('floe_notification_deliveries_total{notifier="down",event="run_succeeded",outcome="retried"}')).toBeGreaterThanOrEqual(2);
@@ -113,5 +113,19 @@ describe.skipIf(!db)("metrics", () => {
 
     dev.kill("SIGINT");
     expect(await new Promise<number | null>((r) => dev!.once("exit", r))).toBe(0);
+
+    // the deliveries outlive floe dev: `floe serve`, which delivers nothing itself, reports them
+    // (at least what dev had counted at the last scrape; what it counted later is in too)
+    const serve = spawn(process.execPath, [join(repoRoot, "bin", "floe.js"), "serve", "--port", "0"], { cwd: project.dir, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    try {
+      const base = await listeningUrl(serve);
+      const after = parsePrometheus(await (await fetch(`${base}/metrics`)).text());
+      for (const key of [failedDown, 'floe_notification_deliveries_total{notifier="hook",event="run_succeeded",outcome="delivered"}']) {
+        expect(after.get(key), key).toBeGreaterThanOrEqual(m.get(key)!);
+      }
+    } finally {
+      serve.kill("SIGTERM");
+      await new Promise((r) => serve.once("exit", r));
+    }
   });
 });

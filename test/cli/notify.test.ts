@@ -1,6 +1,7 @@
 import { createHmac } from "node:crypto";
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { floe, tempProject } from "../helpers/project.js";
 import { testDatabase } from "../helpers/pg.js";
@@ -61,6 +62,17 @@ describe.skipIf(!db)("notifications", () => {
       message: `run ${runId.slice(0, 8)} failed: 1 of 2 steps succeeded: flaky: disk full`,
     });
     expect(r.stderr).toMatch(/^floe: notification to dead failed after retries: /m);
+    // the short-lived command wrote its delivery counts to the store before it exited
+    const client = new pg.Client({ connectionString: db!.url });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ notifier: string; outcome: string; count: string }>(
+        "select notifier, outcome, count::text from notification_deliveries where event = 'run_failed' order by notifier, outcome",
+      );
+      expect(rows.map((x) => `${x.notifier} ${x.outcome} ${x.count}`)).toEqual(["dead failed 1", "dead retried 2", "webhook delivered 1", "webhook retried 1"]);
+    } finally {
+      await client.end();
+    }
   });
 
   it("a bad notifications entry in floe.config.ts names the path", async () => {

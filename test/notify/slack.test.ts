@@ -3,14 +3,15 @@ import { createServer as createTcpServer, type AddressInfo, type Socket } from "
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { asset, pipeline } from "../../src/assets/asset.js";
 import { AssetGraph } from "../../src/dag/graph.js";
-import { processRegistry } from "../../src/metrics/process-metrics.js";
-import { projectDispatcher } from "../../src/notify/runs.js";
+import { storeMetrics } from "../../src/metrics/server.js";
+import { DeliveryTally, projectDispatcher } from "../../src/notify/runs.js";
 import type { ProjectSettings } from "../../src/project/config.js";
 import { Dispatcher, type Notification } from "../../src/notify/notifier.js";
 import { slack } from "../../src/notify/webhook-notifier.js";
 import { secret } from "../../src/secrets.js";
 import { floe, tempProject } from "../helpers/project.js";
 import { parsePrometheus } from "../helpers/observe.js";
+import { testStore } from "../helpers/store.js";
 
 // Slack-compatible delivery against an in-test HTTP receiver, and against an endpoint that accepts
 // connections but never answers.
@@ -121,15 +122,29 @@ export default defineConfig({ notifications: [{ notifier: slack({ url: ${JSON.st
     }
   }, 40_000);
 
-  it("a failed delivery is counted in the process's floe_notification_deliveries_total", async () => {
+  it("a failed delivery is counted in the store's floe_notification_deliveries_total", async () => {
     const graph = AssetGraph.build([{ pipeline: pipeline("n", { assets: [asset("fine", { materialize: () => ({}) }), asset("flaky", { materialize: () => ({}) })] }), module: "n.ts" }]);
     const settings = { notifications: [{ notifier: slack({ url: hangingUrl, name: "hung_counted" }) }] } as unknown as ProjectSettings;
-    const d = await projectDispatcher(settings, graph, { timeoutMs: 200, retryDelayMs: 10, onRetry: () => undefined });
-    d.publish(notification());
-    await d.close(5_000);
-    const m = parsePrometheus(await processRegistry.metrics());
-    expect(m.get('floe_notification_deliveries_total{notifier="hung_counted",event="run_failed",outcome="retried"}')).toBe(2);
-    expect(m.get('floe_notification_deliveries_total{notifier="hung_counted",event="run_failed",outcome="failed"}')).toBe(1);
-    expect(m.get('floe_notification_deliveries_total{notifier="hung_counted",event="run_failed",outcome="delivered"}')).toBeUndefined();
+    const t = await testStore("deliveries");
+    try {
+      const tally = new DeliveryTally();
+      const d = await projectDispatcher(settings, graph, { timeoutMs: 200, retryDelayMs: 10, onRetry: () => undefined }, tally);
+      d.publish(notification());
+      await d.close(5_000);
+      tally.attach(t.store);
+      await tally.close();
+      const m = parsePrometheus(await storeMetrics(t.store).metrics());
+      expect(m.get('floe_notification_deliveries_total{notifier="hung_counted",event="run_failed",outcome="retried"}')).toBe(2);
+      expect(m.get('floe_notification_deliveries_total{notifier="hung_counted",event="run_failed",outcome="failed"}')).toBe(1);
+      expect(m.get('floe_notification_deliveries_total{notifier="hung_counted",event="run_failed",outcome="delivered"}')).toBeUndefined();
+      // a second process's counts add to the totals
+      const other = new DeliveryTally();
+      other.attach(t.store);
+      other.count({ notifier: "hung_counted", event: "run_failed", outcome: "failed" });
+      await other.close();
+      expect(parsePrometheus(await storeMetrics(t.store).metrics()).get('floe_notification_deliveries_total{notifier="hung_counted",event="run_failed",outcome="failed"}')).toBe(2);
+    } finally {
+      await t.close();
+    }
   });
 });
