@@ -184,6 +184,22 @@ const CLAIM_LOCK = 7_300_517;
 /** The queue priority of backfill runs unless one is given: below manual and scheduled runs (0). */
 export const BACKFILL_PRIORITY = -1;
 
+/** A new run and its steps as the JSON rows the batched inserts unpack (defaults filled in). */
+function runRow(r: NewRun) {
+  return {
+    id: r.id ?? randomUUID(),
+    status: r.status ?? "queued",
+    trigger: r.trigger,
+    selection: r.selection ?? null,
+    partition_range: r.partitionRange ?? null,
+    parent_run_id: r.parentRunId ?? null,
+    tags: r.tags ?? {},
+    priority: r.priority ?? 0,
+    backfill_id: r.backfillId ?? null,
+    steps: r.steps.map((x, i) => ({ asset: x.asset, partition: x.partition ?? "", seq: i + 1, status: x.status ?? "pending", attempts: x.attempts ?? 0, metadata: x.metadata ?? {} })),
+  };
+}
+
 /** Every migration a store runs at open: the core tables (with the file ledger), schedule ticks, backfills, pool slots, process heartbeats and notification delivery counts. */
 export const defaultMigrations: readonly Migration[] = [...coreMigrations, ...schedulerMigrations, ...processMigrations, ...deliveryMigrations];
 /** Shared buffers of the embedded store (PGlite's default, 128MB, is resident in every process). */
@@ -330,18 +346,7 @@ export class StateStore {
    */
   async createRuns(runs: readonly NewRun[]): Promise<string[]> {
     if (runs.length === 0) return [];
-    const rows = runs.map((r) => ({
-      id: r.id ?? randomUUID(),
-      status: r.status ?? "queued",
-      trigger: r.trigger,
-      selection: r.selection ?? null,
-      partition_range: r.partitionRange ?? null,
-      parent_run_id: r.parentRunId ?? null,
-      tags: r.tags ?? {},
-      priority: r.priority ?? 0,
-      backfill_id: r.backfillId ?? null,
-      steps: r.steps.map((x, i) => ({ asset: x.asset, partition: x.partition ?? "", seq: i + 1, status: x.status ?? "pending", attempts: x.attempts ?? 0, metadata: x.metadata ?? {} })),
-    }));
+    const rows = runs.map(runRow);
     await sql`
       with src as (
         select e, o from jsonb_array_elements(${json(rows)}::jsonb) with ordinality as t(e, o)
@@ -387,19 +392,10 @@ export class StateStore {
   async createScheduledRuns(items: ReadonlyArray<{ run: NewRun; tick: { schedule: string; tickTime: Date } }>): Promise<RunRecord[]> {
     if (items.length === 0) return [];
     const rows = items.map(({ run: r, tick }) => ({
-      id: r.id ?? randomUUID(),
+      ...runRow(r),
       schedule: tick.schedule,
       tick_time: tick.tickTime.toISOString(),
-      status: r.status ?? "queued",
-      trigger: r.trigger,
-      selection: r.selection ?? null,
-      partition_range: r.partitionRange ?? null,
-      parent_run_id: r.parentRunId ?? null,
-      tags: r.tags ?? {},
-      priority: r.priority ?? 0,
-      backfill_id: r.backfillId ?? null,
       data: { trigger: r.trigger, selection: r.selection ?? null, partitionRange: r.partitionRange ?? null, steps: r.steps.length },
-      steps: r.steps.map((x, i) => ({ asset: x.asset, partition: x.partition ?? "", seq: i + 1, status: x.status ?? "pending", attempts: x.attempts ?? 0, metadata: x.metadata ?? {} })),
     }));
     const { rows: created } = await sql<Selectable<RunsTable> & { o: string }>`
       with src as (
