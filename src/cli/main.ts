@@ -341,6 +341,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           runWorker(store, ctx.graph, {
             runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, untilEmpty: o.untilEmpty === true, heartbeatMs: ctx.settings.heartbeatMs,
             recoveries,
+            onBackfillSettled: (id) => notify.preparing(announceBackfill(notify, store, ctx.graph, id)),
             ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}),
             ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}),
             onRun: (r) => {
@@ -468,7 +469,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
             const stop = AbortSignal.any([signal, quit.signal]);
             return Promise.all([
               runScheduler(store, ctx.graph, { signal: stop, resources, eventRetentionDays: ctx.settings.eventRetentionDays, heartbeatMs: ctx.settings.heartbeatMs, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
-              runWorker(store, ctx.graph, { runs, signal: stop, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, wake, heartbeatMs: ctx.settings.heartbeatMs, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}), onRun: (r) => (notify.run(r, store), say(`run ${shortId(r.runId)} ${r.status}`)) }),
+              runWorker(store, ctx.graph, { runs, signal: stop, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, wake, heartbeatMs: ctx.settings.heartbeatMs, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}), onRun: (r) => (notify.run(r, store), say(`run ${shortId(r.runId)} ${r.status}`)), onBackfillSettled: (id) => notify.preparing(announceBackfill(notify, store, ctx.graph, id)) }),
               tui ? tui.runTui(store, ctx.graph).finally(() => quit.abort()) : Promise.resolve(),
             ]);
           },
@@ -566,6 +567,11 @@ async function notifications(io: Io, ctx: { settings: ProjectSettings; graph: As
       if (store) tally.attach(store);
       dispatcher.publish(n);
     },
+    /** A notification still being prepared (it reads the store first): drain waits for it. */
+    preparing: (p: Promise<void>) => {
+      const tracked = p.catch((e: unknown) => io.err(`floe: a notification could not be prepared: ${e instanceof Error ? e.message : String(e)}`)).finally(() => preparing.delete(tracked));
+      preparing.add(tracked);
+    },
     /** Waits for deliveries in flight (bounded) and writes their counts; call it before the store closes. */
     drain: async () => {
       await Promise.allSettled([...preparing]);
@@ -658,6 +664,23 @@ async function cancellable<T>(fn: (signal: AbortSignal) => Promise<T>, stopping 
   }
 }
 
+/** Publishes `backfill_finished` for a settled (or canceled) backfill, with its counts from the store. */
+async function announceBackfill(notify: Awaited<ReturnType<typeof notifications>>, store: StateStore, graph: AssetGraph, id: string): Promise<void> {
+  const [backfill, progress] = await Promise.all([store.getBackfill(id), store.backfillProgress(id)]);
+  const succeeded = progress.runs.success ?? 0;
+  const assets = [...select(graph, backfill.selection)];
+  notify.publish({
+    event: "backfill_finished",
+    message: `backfill ${shortId(backfill.id)} ${backfill.status}: ${succeeded} of ${progress.total} run(s) succeeded over ${backfill.from}…${backfill.to}`,
+    backfillId: backfill.id,
+    status: backfill.status,
+    assets,
+    pipelines: [...new Set(assets.map((a) => graph.node(a).pipeline))],
+    failedSteps: [],
+    at: new Date().toISOString(),
+  }, store);
+}
+
 async function driveAndReport(
   io: Io, store: StateStore, graph: AssetGraph, id: string, runs: number, resources: ResourcePool, json: boolean,
   settings: Pick<ProjectSettings, "shutdownGraceMs" | "heartbeatMs" | "pools" | "maxConcurrentRuns">,
@@ -667,9 +690,11 @@ async function driveAndReport(
   const recoveries = runRetries();
   // Progress from the store, so runs other workers execute count too: a line whenever it changes.
   const stopProgress = json ? async () => undefined : await backfillProgressLines(io, store, id, settings.heartbeatMs);
+  let settledHere = false; // this process ended the backfill's last run: it announces it
   const outcome = await cancellable((signal) =>
     driveBackfill(store, graph, id, {
       runs, signal, resources, graceMs: settings.shutdownGraceMs, poolLimits: settings.pools, heartbeatMs: settings.heartbeatMs, recoveries,
+      onBackfillSettled: () => void (settledHere = true),
       ...(settings.maxConcurrentRuns ? { maxRunning: settings.maxConcurrentRuns } : {}),
       onRun: (r) => {
         if (!json) {
@@ -681,17 +706,8 @@ async function driveAndReport(
     }),
   ).finally(stopProgress);
   const { backfill, runs: latest } = outcome;
-  const failedRuns = latest.filter((r) => r.status !== "success");
-  notify.publish({
-    event: "backfill_finished",
-    message: `backfill ${shortId(backfill.id)} ${backfill.status}: ${latest.length - failedRuns.length} of ${latest.length} run(s) succeeded over ${backfill.from}…${backfill.to}`,
-    backfillId: backfill.id,
-    status: backfill.status,
-    assets: [...select(graph, backfill.selection)],
-    pipelines: [...new Set([...select(graph, backfill.selection)].map((a) => graph.node(a).pipeline))],
-    failedSteps: [],
-    at: new Date().toISOString(),
-  }, store);
+  // a worker elsewhere that ended the last run announced it; a canceled backfill is announced here
+  if (settledHere || backfill.status === "canceled") await announceBackfill(notify, store, graph, backfill.id);
   await notify.drain();
   if (json) {
     const stepsOf = await store.getStepsOfRuns(latest.map((r) => r.id));

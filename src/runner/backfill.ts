@@ -78,7 +78,7 @@ export async function driveBackfill(
   store: StateStore,
   graph: AssetGraph,
   id: string,
-  options: Omit<RunnerOptions, "worker"> & Pick<WorkerOptions, "maxRunning" | "recoveries" | "pollMs"> & { runs?: number; onRun?: (outcome: RunOutcome) => void } = {},
+  options: Omit<RunnerOptions, "worker"> & Pick<WorkerOptions, "maxRunning" | "recoveries" | "pollMs" | "onBackfillSettled"> & { runs?: number; onRun?: (outcome: RunOutcome) => void } = {},
 ): Promise<BackfillOutcome> {
   // Runs still running belong to another worker or to a process that died (a restart): wait for
   // them, so that a dead one is failed after three missed heartbeats and requeued from failure.
@@ -91,10 +91,14 @@ export async function driveBackfill(
     if (canceled || options.signal?.aborted || !runs.some((r) => r.status === "running" || r.status === "queued")) break;
     await new Promise((r) => setTimeout(r, options.heartbeatMs ?? 5_000));
   }
-  const status = canceled || options.signal?.aborted ? "canceled" : runs.every((r) => r.status === "success") ? "success" : runs.some((r) => r.status === "queued" || r.status === "running") ? "running" : "failed";
-  // a cancel that lands while this settles wins: a canceled backfill is never marked failed
-  await store.setBackfillStatus(id, status, { unlessCanceled: true });
-  return { backfill: await store.getBackfill(id), runs: status === "canceled" ? currentRuns(await store.backfillRuns(id)) : runs };
+  if (canceled || options.signal?.aborted) await store.setBackfillStatus(id, "canceled", { unlessCanceled: true });
+  else {
+    // settled by whoever ends the last run (this driver's worker, or another); a backfill whose
+    // last runs were not executed here may still need it
+    const settled = await store.settleBackfill(id);
+    if (settled) options.onBackfillSettled?.(id, settled);
+  }
+  return { backfill: await store.getBackfill(id), runs: canceled || options.signal?.aborted ? currentRuns(await store.backfillRuns(id)) : runs };
 }
 
 /**

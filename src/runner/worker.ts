@@ -25,6 +25,8 @@ export interface WorkerOptions extends Omit<RunnerOptions, "worker" | "signal"> 
   /** Return when the queue is empty instead of waiting for more. */
   untilEmpty?: boolean;
   onRun?: (outcome: RunOutcome) => void;
+  /** Fires when this worker finished the last run of a backfill and settled it (once per backfill, across every process). */
+  onBackfillSettled?: (backfillId: string, status: "success" | "failed") => void;
   /** Claim only the runs of this backfill. */
   backfillId?: string;
   /** At most this many runs running at once across every worker (config maxConcurrentRuns). */
@@ -100,6 +102,11 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
         await queueEager(store, graph, outcome);
         executed++;
         options.onRun?.(outcome);
+        if (run.backfillId !== null) {
+          // the worker that ends a backfill's last run settles it, so it ends even with no driver left
+          const settled = await store.settleBackfill(run.backfillId);
+          if (settled) options.onBackfillSettled?.(run.backfillId, settled);
+        }
       } finally {
         if (run.backfillId !== null) backfillBusy--;
       }

@@ -540,6 +540,33 @@ export class StateStore {
   }
 
   /**
+   * Settles a backfill whose runs are all done, whoever ran them: `success` when the run deciding
+   * each partition succeeded, else `failed`. One statement; of processes settling at once, only
+   * one changes the status, and it alone gets the status back (undefined for the others, and
+   * while runs are still queued or running). A canceled backfill stays canceled; a failed one
+   * turns `success` once recovered reruns succeeded.
+   *
+   * @example
+   * const settled = await store.settleBackfill(run.backfillId); // "success": announce it
+   */
+  async settleBackfill(id: string): Promise<"success" | "failed" | undefined> {
+    const { rows } = await sql<{ status: "success" | "failed" }>`
+      with cur as (
+        select status from runs r
+        where backfill_id = ${id} and not exists (select 1 from runs c where c.parent_run_id = r.id and c.backfill_id = ${id})
+      ), verdict as (
+        select case when count(*) = 0 or count(*) filter (where status in ('queued', 'running')) > 0 then null
+                    when count(*) filter (where status = 'success') = count(*) then 'success' else 'failed' end as s
+        from cur
+      )
+      update backfills set status = (select s from verdict)
+      where id = ${id} and (select s from verdict) is not null
+        and (status = 'running' or (status = 'failed' and (select s from verdict) = 'success'))
+      returning status`.execute(this.db);
+    return rows[0]?.status;
+  }
+
+  /**
    * Progress of a backfill from the store, whoever executes its runs: the runs that decide each
    * partition (a rerun replaces its parent) by status, and their total.
    *

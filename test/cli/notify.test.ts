@@ -3,7 +3,9 @@ import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { floe, tempProject } from "../helpers/project.js";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { floe, repoRoot, tempProject } from "../helpers/project.js";
 import { testDatabase } from "../helpers/pg.js";
 
 const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
@@ -105,4 +107,41 @@ export default defineConfig({ notifications: [{ notifier: webhook({ url: process
       p.remove();
     }
   });
+
+  it("a backfill whose driver was killed is settled and announced once by the worker that ends it", async () => {
+    const p = tempProject({
+      "pipelines/d.ts": `import { asset, partitions, pipeline } from "floe";
+export default pipeline("d", { assets: [asset("day", { partitions: partitions.daily({ start: "2025-01-01" }), materialize: async () => (await new Promise((r) => setTimeout(r, 200)), {}) })] });
+`,
+      "floe.config.ts": `import { defineConfig, webhook } from "floe";
+export default defineConfig({ notifications: [{ notifier: webhook({ url: process.env.HOOK_URL! }), events: ["backfill_finished"] }] });
+`,
+    });
+    const env = { FLOE_DATABASE_URL: db!.url, HOOK_URL: hook, FLOE_HEARTBEAT_MS: "200" };
+    try {
+      const before = received.length;
+      // the driver dies (kill -9) once its backfill is recorded; nothing settles it then
+      const driver = spawn(process.execPath, [join(repoRoot, "bin", "floe.js"), "backfill", "--select", "day", "--from", "2025-01-01", "--to", "2025-01-04", "--concurrency", "1"], {
+        cwd: p.dir, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"],
+      });
+      await new Promise<void>((resolve, reject) => {
+        let seen = "";
+        driver.stderr!.on("data", (d: Buffer) => {
+          seen += d.toString();
+          if (/✓ 2025-01-01/.test(seen)) resolve();
+        });
+        driver.once("exit", () => reject(new Error(`the driver exited early: ${seen}`)));
+      });
+      driver.kill("SIGKILL");
+      await new Promise((r) => driver.once("exit", r));
+      const w = await floe(["worker", "--runs", "2", "--until-empty"], { cwd: p.dir, env });
+      expect(w.code, w.stderr).toBe(0);
+      const mine = received.slice(before).map((x) => JSON.parse(x.body) as { event: string; status: string; message: string });
+      expect(mine).toHaveLength(1);
+      expect(mine[0]).toMatchObject({ event: "backfill_finished", status: "success" });
+      expect(mine[0]!.message).toMatch(/success: 4 of 4 run\(s\) succeeded over 2025-01-01…2025-01-04$/);
+    } finally {
+      p.remove();
+    }
+  }, 60_000);
 });
