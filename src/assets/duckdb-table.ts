@@ -57,7 +57,7 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
       return r;
     };
     const userSql = options.sql({ ref, partition: ctx.partitionKey }).trim().replace(/;\s*$/, "");
-    // The user's SQL runs once, into one temp table that every later pass reads (checks, copy).
+    // The user's SQL runs once, into one table or file that every later pass reads (checks, copy).
     let valid = "_floe_out";
     let invalidRows = 0;
     let quarantine: string | undefined;
@@ -72,7 +72,11 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
       const named = new Set(contract.map((c) => c.name));
       // lineage columns always; every other column too when invalid rows are kept as they came
       const keep = columns.filter((c) => !named.has(c) && (quarantining || c === "_floe_source_file" || c === "_floe_row"));
-      await sqlStep(ctx, () => con.run(`CREATE TEMP TABLE _floe_typed AS ${typedSql(`(${userSql})`, contract, keep, quarantining)}`));
+      // Typed once, into a scratch Parquet file that the later passes scan (counts, checks, the
+      // copy out): cheaper than a temp table, which spills beyond DuckDB's memory limit.
+      const typedFile = join(scratch, "typed.parquet");
+      await sqlStep(ctx, () => con.run(`COPY (${typedSql(`(${userSql})`, contract, keep, quarantining)}) TO ${literal(typedFile)} (FORMAT parquet, COMPRESSION zstd)`));
+      await con.run(`CREATE TEMP VIEW _floe_typed AS SELECT * FROM read_parquet(${literal(typedFile)})`);
       invalidRows = Number((await con.runAndReadAll("SELECT count(*) AS n FROM _floe_typed WHERE _floe_reason IS NOT NULL")).getRowObjectsJS()[0]?.n ?? 0);
       if (invalidRows > 0) {
         if (!quarantining) {
