@@ -1,5 +1,6 @@
 import { UserError } from "../errors.js";
 import { withDuckdb, type AssetContext } from "./asset-context.js";
+import { withScratch } from "./data.js";
 import type { PartitionMapping } from "../dag/mappings.js";
 import type { PartitionsDefinition } from "../dag/partitions.js";
 import { invalidBackfillPolicy, type AssetBackfillPolicy } from "../dag/ranges.js";
@@ -121,7 +122,7 @@ export function asset(key: string, options: PlainAssetOptions): AssetDefinition 
   return defineAsset(key, {
     ...options,
     kind: "asset",
-    materialize: typeof materialize === "function" ? (ctx) => materialize(withDuckdb(ctx)) : (materialize as never),
+    materialize: typeof materialize === "function" ? (ctx) => withScratch(ctx, async () => materialize(withDuckdb(ctx))) : (materialize as never),
   });
 }
 

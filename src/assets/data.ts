@@ -1,5 +1,5 @@
-import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, rm, rmdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { StepContext } from "../dag/types.js";
 import { literal } from "../duckdb/sql.js";
@@ -24,12 +24,35 @@ export function newLocation(area: "tables" | "raw" | "quarantine", ctx: StepCont
   return `${area}/${ctx.assetKey}/${ctx.partitionKey ?? "_"}/${ctx.runId}-${ctx.attempt}`;
 }
 
-/** A per-step local scratch folder under `<home>/tmp`. */
+/** A per-step local scratch folder under `<home>/tmp`; {@link withScratch} removes it when the step ends. */
 export async function scratchDir(ctx: StepContext): Promise<string> {
-  const settings = await ctx.resource<ProjectSettings>("project");
-  const dir = join(settings.home, "tmp", ctx.runId, `${ctx.assetKey}-${ctx.partitionKey ?? "_"}-${ctx.attempt}`);
+  const dir = await scratchPath(ctx);
   await mkdir(dir, { recursive: true });
   return dir;
+}
+
+async function scratchPath(ctx: StepContext): Promise<string> {
+  const settings = await ctx.resource<ProjectSettings>("project");
+  return join(settings.home, "tmp", ctx.runId, `${ctx.assetKey}-${ctx.partitionKey ?? "_"}-${ctx.attempt}`);
+}
+
+/**
+ * Runs a step's materialize and then removes its scratch folder (staged copies, typed rows),
+ * whether it succeeded or failed: the data it keeps is in the warehouse by then.
+ *
+ * @example
+ * materialize: (ctx) => withScratch(ctx, () => ingest(ctx, options)),
+ */
+export async function withScratch<T>(ctx: StepContext, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } finally {
+    const dir = await scratchPath(ctx).catch(() => undefined);
+    if (dir !== undefined) {
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      await rmdir(dirname(dir)).catch(() => undefined); // the run's folder, once its last step is done
+    }
+  }
 }
 
 /**

@@ -8,7 +8,7 @@ import { ident, literal } from "../duckdb/sql.js";
 import { describeDuckDbError } from "../duckdb/stage.js";
 import type { ObjectStorage } from "../storage/types.js";
 import { defineAsset, type AssetDep, type AssetOptions } from "./asset.js";
-import { newLocation, scratchDir, upstreamReadSql } from "./data.js";
+import { newLocation, scratchDir, upstreamReadSql, withScratch } from "./data.js";
 
 export interface DuckdbTableOptions extends Omit<AssetOptions, "materialize"> {
   /** The table's SQL; `ref(asset)` reads an upstream table (the same partition, unless mapped). */
@@ -37,7 +37,7 @@ export function duckdbTable(key: string, options: DuckdbTableOptions) {
   return defineAsset(key, {
     ...options,
     kind: "duckdb",
-    materialize: (ctx) => materializeTable(ctx, options, contract),
+    materialize: (ctx) => withScratch(ctx, () => materializeTable(ctx, options, contract)),
   });
 }
 

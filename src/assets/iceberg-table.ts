@@ -9,7 +9,7 @@ import type { Snapshot, TableMetadata } from "../iceberg/metadata.js";
 import type { WriteResult } from "../iceberg/table-writer.js";
 import type { ObjectStorage } from "../storage/types.js";
 import { defineAsset, type AssetDep, type AssetOptions } from "./asset.js";
-import { localParquetFiles, scratchDir, upstreamLocations } from "./data.js";
+import { localParquetFiles, scratchDir, upstreamLocations, withScratch } from "./data.js";
 
 export interface IcebergTableOptions extends Omit<AssetOptions, "materialize" | "deps"> {
   /** The asset whose rows the table receives (a rawFiles, duckdbTable or icebergTable asset). */
@@ -75,7 +75,7 @@ export function icebergTable(key: string, options: IcebergTableOptions) {
     ...(partitions ? { partitions } : {}),
     kind: "iceberg",
     deps: [from, ...(deps ?? [])],
-    materialize: (ctx) => writeTable(ctx, options, table, mode),
+    materialize: (ctx) => withScratch(ctx, () => writeTable(ctx, options, table, mode)),
   });
 }
 

@@ -12,7 +12,7 @@ import { checkStorageConfig, createStorage, storageProfile, type ResolvedStorage
 import { ObjectNotFoundError, type ObjectInfo, type ObjectStorage } from "../storage/types.js";
 import { resolveSecret, type SecretRef } from "../secrets.js";
 import { defineAsset, type AssetOptions } from "./asset.js";
-import { newLocation, scratchDir } from "./data.js";
+import { newLocation, scratchDir, withScratch } from "./data.js";
 
 /** A rawFiles source: a folder, or an S3 prefix whose credentials may be `secret()` references. */
 export type StorageConfig = GenericStorageConfig<string | SecretRef>;
@@ -75,7 +75,7 @@ export function rawFiles(key: string, options: RawFilesOptions) {
   return defineAsset(key, {
     ...rest,
     kind: "raw_files",
-    materialize: (ctx) => ingest(ctx, options, since),
+    materialize: (ctx) => withScratch(ctx, () => ingest(ctx, options, since)),
     ...(watch ? { sensor: { intervalMs, poll: (ctx) => sense(ctx, key, options, since) } } : {}),
   });
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { icebergRead } from "icebird";
 import { afterAll, describe, expect, it } from "vitest";
@@ -73,6 +73,9 @@ describe("icebergTable", () => {
     expect(meta).toContain("version-hint.text");
     const rowsOfCatalog = await store.db.selectFrom("iceberg_tables" as never).selectAll().execute();
     expect(rowsOfCatalog).toEqual([expect.objectContaining({ catalog_name: "floe", table_namespace: "lake", table_name: "events", iceberg_type: "TABLE" })]);
+    // the steps' scratch (staged copies, data files before upload) is gone once they end
+    const scratch = join(settings.home, "tmp");
+    expect(existsSync(scratch) ? readdirSync(scratch, { recursive: true }) : []).toEqual([]);
   });
 
   it("a recovered step appends the batches no snapshot holds, all of them, once", async () => {
