@@ -51,9 +51,14 @@ export async function heartbeatAges(store: StateStore): Promise<Array<{ role: st
  */
 export function keepBeating(store: StateStore, role: "scheduler" | "worker", id: string, intervalMs: number): () => Promise<void> {
   const tick = (): Promise<void> => beat(store, role, id).catch(() => undefined);
-  // A process that starts supersedes the silent ones of its role (they died): their rows go.
-  void sql`delete from process_heartbeats where role = ${role} and id <> ${id}
-      and seen_at < now() - make_interval(secs => ${(3 * intervalMs) / 1000}::float8)`.execute(store.db).catch(() => undefined).then(tick);
+  // A process that starts supersedes the silent ones of its role (they died): their rows go, in
+  // the statement that records its own first beat, so /health never sees the role without a process.
+  void sql`with gone as (
+        delete from process_heartbeats where role = ${role} and id <> ${id}
+        and seen_at < now() - make_interval(secs => ${(3 * intervalMs) / 1000}::float8)
+      )
+      insert into process_heartbeats (id, role) values (${id}, ${role})
+      on conflict (id) do update set seen_at = now(), role = excluded.role`.execute(store.db).catch(tick);
   const timer = setInterval(() => void tick(), intervalMs);
   timer.unref();
   return async () => {
