@@ -24,16 +24,17 @@ export function newLocation(area: "tables" | "raw" | "quarantine", ctx: StepCont
   return `${area}/${ctx.assetKey}/${ctx.partitionKey ?? "_"}/${ctx.runId}-${ctx.attempt}`;
 }
 
+/** Scratch folders made for steps still running, by step attempt. */
+const scratchOf = new Map<string, string>();
+const attemptKey = (ctx: StepContext): string => `${ctx.runId}\u0000${ctx.assetKey}\u0000${ctx.partitionKey ?? ""}\u0000${ctx.attempt}`;
+
 /** A per-step local scratch folder under `<home>/tmp`; {@link withScratch} removes it when the step ends. */
 export async function scratchDir(ctx: StepContext): Promise<string> {
-  const dir = await scratchPath(ctx);
-  await mkdir(dir, { recursive: true });
-  return dir;
-}
-
-async function scratchPath(ctx: StepContext): Promise<string> {
   const settings = await ctx.resource<ProjectSettings>("project");
-  return join(settings.home, "tmp", ctx.runId, `${ctx.assetKey}-${ctx.partitionKey ?? "_"}-${ctx.attempt}`);
+  const dir = join(settings.home, "tmp", ctx.runId, `${ctx.assetKey}-${ctx.partitionKey ?? "_"}-${ctx.attempt}`);
+  await mkdir(dir, { recursive: true });
+  scratchOf.set(attemptKey(ctx), dir);
+  return dir;
 }
 
 /**
@@ -47,8 +48,11 @@ export async function withScratch<T>(ctx: StepContext, fn: () => Promise<T>): Pr
   try {
     return await fn();
   } finally {
-    const dir = await scratchPath(ctx).catch(() => undefined);
+    // only a step that made a scratch folder has one to remove
+    const key = attemptKey(ctx);
+    const dir = scratchOf.get(key);
     if (dir !== undefined) {
+      scratchOf.delete(key);
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       await rmdir(dirname(dir)).catch(() => undefined); // the run's folder, once its last step is done
     }
