@@ -3,7 +3,7 @@ import { UserError } from "../errors.js";
 import type { StepContext } from "../dag/types.js";
 import { isAssetDefinition } from "../dag/types.js";
 import { literal } from "../duckdb/sql.js";
-import type { Catalog, TableIdentifier } from "../iceberg/catalog.js";
+import { tableName, type Catalog, type TableIdentifier } from "../iceberg/catalog.js";
 import type { PartitionFieldInput, Transform } from "../iceberg/partition-spec.js";
 import type { Snapshot, TableMetadata } from "../iceberg/metadata.js";
 import type { WriteResult } from "../iceberg/table-writer.js";
@@ -158,16 +158,17 @@ async function writeTable(ctx: StepContext, options: IcebergTableOptions, table:
     } else {
       const files = await localParquetFiles(warehouse, batches, scratch);
       const commit = `${ctx.runId}:${ctx.attempt}:${partition}`;
-      result = await guard(ctx, table, () =>
+      // no upstream rows touch any partition: a dynamic overwrite replaces nothing, so nothing is committed
+      if (files.length > 0) result = await guard(ctx, table, () =>
         overwritePartitions({
           ...write,
           connection: con,
-          source: { sql: files.length > 0 ? selectAll(files) : "SELECT * FROM (SELECT 1) WHERE false" },
+          source: { sql: selectAll(files) },
           summary: { ...summary, [SUMMARY.commit]: commit },
           dedupeKey: SUMMARY.commit,
         }),
       );
-      if (!result.alreadyCommitted) written = result.addedRecords;
+      if (result && !result.alreadyCommitted) written = result.addedRecords;
     }
     const current = await loadTable({ catalog, storage: warehouse, table });
     // What ref() reads of this asset partition: the live files its own commits added.
@@ -177,7 +178,7 @@ async function writeTable(ctx: StepContext, options: IcebergTableOptions, table:
     const snapshot = current?.metadata["current-snapshot-id"];
     return {
       metadata: {
-        table: [...table.namespace, table.name].join("."),
+        table: tableName(table),
         snapshotId: snapshot === undefined || snapshot === null || snapshot === -1n ? null : snapshot.toString(),
         metadataLocation: current?.metadataLocation ?? null,
         addedRecords: written,
@@ -227,7 +228,7 @@ async function guard<T>(ctx: StepContext, table: TableIdentifier, fn: () => Prom
     return await fn();
   } catch (e) {
     if (e instanceof Error && e.name === "IcebergSchemaError") {
-      throw new Error(`\`${ctx.assetKey}\` (Iceberg ${[...table.namespace, table.name].join(".")}): ${e.message}`);
+      throw new Error(`\`${ctx.assetKey}\` (Iceberg ${tableName(table)}): ${e.message}`);
     }
     throw e;
   }

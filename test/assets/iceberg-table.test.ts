@@ -78,6 +78,17 @@ describe("icebergTable", () => {
     expect(existsSync(scratch) ? readdirSync(scratch, { recursive: true }) : []).toEqual([]);
   });
 
+  it("overwrite-partition with no upstream rows commits nothing (no table of a placeholder column)", async () => {
+    const none = rawFiles("raw_none", { storage: { type: "local", root: "landing" }, glob: "none/*.csv", format: "csv" });
+    const lake = icebergTable("lake.none", { from: none, mode: "overwrite-partition" });
+    const r = await run([none, lake], ["raw_none", "lake.none"]);
+    expect(r.status, JSON.stringify(r.steps.map((x) => x.error))).toBe("success");
+    expect(r.steps[1]!.metadata).toMatchObject({ addedRecords: 0 });
+    const catalog = await pool.get<Catalog>("iceberg");
+    const t = await loadTable({ catalog, storage: warehouse, table: { namespace: ["lake"], name: "none" } });
+    expect(t?.metadata.snapshots ?? []).toEqual([]);
+  });
+
   it("a recovered step appends the batches no snapshot holds, all of them, once", async () => {
     // Two ingestions whose Iceberg step never ran (the process died between steps).
     put("events/d.csv", "id,name\n5,eve\n");
