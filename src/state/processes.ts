@@ -53,16 +53,17 @@ export function keepBeating(store: StateStore, role: "scheduler" | "worker", id:
   const tick = (): Promise<void> => beat(store, role, id).catch(() => undefined);
   // A process that starts supersedes the silent ones of its role (they died): their rows go, in
   // the statement that records its own first beat, so /health never sees the role without a process.
-  void sql`with gone as (
+  const first = sql`with gone as (
         delete from process_heartbeats where role = ${role} and id <> ${id}
         and seen_at < now() - make_interval(secs => ${(3 * intervalMs) / 1000}::float8)
       )
       insert into process_heartbeats (id, role) values (${id}, ${role})
-      on conflict (id) do update set seen_at = now(), role = excluded.role`.execute(store.db).catch(tick);
+      on conflict (id) do update set seen_at = now(), role = excluded.role`.execute(store.db).then(() => undefined, tick);
   const timer = setInterval(() => void tick(), intervalMs);
   timer.unref();
   return async () => {
     clearInterval(timer);
+    await first; // a first beat still in flight must not land after the row is forgotten
     await forget(store, id).catch(() => undefined);
   };
 }
