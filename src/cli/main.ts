@@ -369,6 +369,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         throw new UserError("floe backfill needs --select SEL --from KEY --to KEY (or `floe backfill retry <id>` / `floe backfill cancel <id>`)");
       }
       const runs = positiveInt(o.concurrency, "--concurrency");
+      runRetries(); // a bad FLOE_RUN_RETRIES stops it before anything is recorded
       const priority = o.priority === undefined ? undefined : parsePriority(o.priority);
       const bf = await import("../runner/backfill.js");
       const policy = bf.parsePolicy(o.policy);
@@ -391,6 +392,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .action(async (id: string, own: Common & { concurrency: string }) => {
       const o = { ...backfill.opts<Common & { concurrency: string }>(), ...definedOnly(own) }; // flags may land on the parent
       const runs = positiveInt(o.concurrency, "--concurrency");
+      runRetries(); // checked before the retry is recorded
       const bf = await import("../runner/backfill.js");
       const ctx = await project(o);
       code = await withStore(ctx.settings, "floe backfill", async (store, resources) => {
@@ -452,6 +454,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option("--no-tui", "print run lines instead of showing the terminal UI (the UI shows only on a terminal; q quits floe dev)")
     .action(async (o: Common & { runs: string; metricsPort?: string; tui?: boolean }) => {
       const runs = positiveInt(o.runs, "--runs");
+      const recoveries = runRetries();
       const ctx = await project(o);
       const [{ runScheduler }, { runWorker }] = await Promise.all([import("../scheduler/scheduler.js"), import("../runner/worker.js")]);
       const notify = await notifications(io, ctx);
@@ -469,7 +472,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
             const stop = AbortSignal.any([signal, quit.signal]);
             return Promise.all([
               runScheduler(store, ctx.graph, { signal: stop, resources, eventRetentionDays: ctx.settings.eventRetentionDays, heartbeatMs: ctx.settings.heartbeatMs, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
-              runWorker(store, ctx.graph, { runs, signal: stop, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, wake, heartbeatMs: ctx.settings.heartbeatMs, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}), onRun: (r) => (notify.run(r, store), say(`run ${shortId(r.runId)} ${r.status}`)), onBackfillSettled: (id) => notify.preparing(announceBackfill(notify, store, ctx.graph, id)) }),
+              runWorker(store, ctx.graph, { runs, signal: stop, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, wake, heartbeatMs: ctx.settings.heartbeatMs, recoveries, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}), onRun: (r) => (notify.run(r, store), say(`run ${shortId(r.runId)} ${r.status}`)), onBackfillSettled: (id) => notify.preparing(announceBackfill(notify, store, ctx.graph, id)) }),
               tui ? tui.runTui(store, ctx.graph).finally(() => quit.abort()) : Promise.resolve(),
             ]);
           },

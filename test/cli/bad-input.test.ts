@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { floe, pipelineModule, tempProject } from "../helpers/project.js";
-import { testDatabase } from "../helpers/pg.js";
+import { queryRows, testDatabase } from "../helpers/pg.js";
 
 // Every bad input: one line naming the problem, exit code 2, no stack trace, nothing recorded.
 let db: { url: string; drop(): Promise<void> } | undefined;
@@ -119,6 +119,18 @@ describe("bad input", () => {
     expectUserError(await inProject({ "pipelines/orders.ts": good }, ["worker"], { FLOE_HEARTBEAT_MS: "5s" }), message);
     expectUserError(await inProject({ "pipelines/orders.ts": good }, ["materialize", "--select", "orders"], { FLOE_SHUTDOWN_GRACE_MS: "-1" }), "FLOE_SHUTDOWN_GRACE_MS must be a non-negative whole number of milliseconds, got `-1`");
     expectUserError(await inProject({ "pipelines/orders.ts": good }, ["worker"], { FLOE_RUN_RETRIES: "lots" }), "FLOE_RUN_RETRIES must be a whole number from 0 to 100, got `lots`");
+    expectUserError(await inProject({ "pipelines/orders.ts": good }, ["dev", "--no-tui"], { FLOE_RUN_RETRIES: "-1" }), "FLOE_RUN_RETRIES must be a whole number from 0 to 100, got `-1`");
+  });
+
+  it("a bad FLOE_RUN_RETRIES stops floe backfill before the backfill is recorded", async () => {
+    if (!db) return; // set in beforeAll; only outside CI can there be no PostgreSQL
+    const daily = `import { asset, partitions, pipeline } from "floe";\nexport default pipeline("d", { assets: [asset("day", { partitions: partitions.daily({ start: "2025-01-01" }), materialize: () => ({}) })] });\n`;
+    // (no table yet counts as none: no command has opened the store on this database)
+    const count = async () => Number((await queryRows<{ n: string }>(db!.url, "select count(*)::text as n from backfills").catch(() => [{ n: "0" }]))[0]!.n);
+    const before = await count();
+    const r = await inProject({ "pipelines/d.ts": daily }, ["backfill", "--select", "day", "--from", "2025-01-01", "--to", "2025-01-03"], { FLOE_RUN_RETRIES: "lots" });
+    expectUserError(r, "FLOE_RUN_RETRIES must be a whole number from 0 to 100, got `lots`");
+    expect(await count()).toBe(before);
   });
 
   it("a bad --limit and a half range", async () => {
