@@ -136,19 +136,6 @@ export function snapshotText(graph: AssetGraph, views: ReadonlyMap<string, Asset
   return `${lines.join("\n")}\n`;
 }
 
-/**
- * A partitioned asset's partitions as status ranges, in key order:
- * `2025-01-01…2025-01-03 materialized (3), 2025-01-04 failed`.
- *
- * @example
- * partitionRangesText(rows.filter((r) => r.asset === "orders"))
- */
-export function partitionRangesText(rows: readonly PartitionView[]): string {
-  const keyed = rows.filter((r) => r.partition !== null).map((r) => ({ key: r.partition!, status: r.status }));
-  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  return rangesText(ranges(keyed));
-}
-
 /** A pipeline drawn as one node when the lineage is collapsed. */
 export interface PipelineView {
   name: string;
@@ -394,7 +381,8 @@ export function heatmap(rows: readonly PartitionView[], cells: number): { cells:
 
 /** Partitions in key order. */
 export function sortedPartitions(rows: readonly PartitionView[]): PartitionView[] {
-  return rows.filter((r) => r.partition !== null).sort((a, b) => (a.partition! < b.partition! ? -1 : a.partition! > b.partition! ? 1 : 0));
+  // the rows come in the definition's key order (time, or a static list as declared): keep it
+  return rows.filter((r) => r.partition !== null);
 }
 
 /**

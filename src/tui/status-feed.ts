@@ -40,9 +40,11 @@ export async function statusFeed(store: StateStore, graph: AssetGraph, options: 
   const refresh = (): Promise<StatusSnapshot> =>
     (reading ??= (async () => {
       try {
-        const [rows, runs, backfills] = await Promise.all([statusOf(store, graph, graph.keys()), store.listRuns({ limit: options.runs ?? 50 }), store.listBackfills(10)]);
-        // the store says running for a step of a queued run too: the UI says queued
-        const views = viewRows(rows, new Set(runs.filter((r) => r.status === "queued").map((r) => r.id)));
+        const [rows, runs, queued, backfills] = await Promise.all([
+          statusOf(store, graph, graph.keys()), store.listRuns({ limit: options.runs ?? 50 }), store.listRuns({ status: ["queued"] }), store.listBackfills(10),
+        ]);
+        // the store says running for a step of a queued run too (however old the run): the UI says queued
+        const views = viewRows(rows, new Set(queued.map((r) => r.id)));
         const snapshot = { at: new Date(), assets: assetViews(graph, views), runs, partitions: views, backfills };
         for (const l of listeners) l(snapshot);
         return snapshot;
