@@ -199,7 +199,7 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
   const shutdownGraceMs = ms("FLOE_SHUTDOWN_GRACE_MS", 0) ?? config.shutdownGraceMs ?? 30_000;
   const secrets = nonEmpty(env.FLOE_SECRETS_FILE) ?? config.secretsFile;
   const secretsFile = secrets === undefined ? undefined : resolve(dir, secrets);
-  loadSecretsFile(secretsFile, nonEmpty(env.FLOE_SECRETS_FILE) ? "FLOE_SECRETS_FILE:" : "floe.config.ts: secretsFile:");
+  loadSecretsFile(secretsFile, nonEmpty(env.FLOE_SECRETS_FILE) ? "FLOE_SECRETS_FILE:" : `${configName}: secretsFile:`);
   return {
     dir,
     home,
