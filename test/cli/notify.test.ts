@@ -1,12 +1,11 @@
 import { createHmac } from "node:crypto";
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { floe, repoRoot, tempProject } from "../helpers/project.js";
-import { testDatabase } from "../helpers/pg.js";
+import { queryRows, testDatabase } from "../helpers/pg.js";
 
 const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
 const received: Array<{ body: string; signature: string | undefined }> = [];
@@ -65,16 +64,10 @@ describe.skipIf(!db)("notifications", () => {
     });
     expect(r.stderr).toMatch(/^floe: notification to dead failed after retries: /m);
     // the short-lived command wrote its delivery counts to the store before it exited
-    const client = new pg.Client({ connectionString: db!.url });
-    await client.connect();
-    try {
-      const { rows } = await client.query<{ notifier: string; outcome: string; count: string }>(
-        "select notifier, outcome, count::text from notification_deliveries where event = 'run_failed' order by notifier, outcome",
-      );
-      expect(rows.map((x) => `${x.notifier} ${x.outcome} ${x.count}`)).toEqual(["dead failed 1", "dead retried 2", "webhook delivered 1", "webhook retried 1"]);
-    } finally {
-      await client.end();
-    }
+    const rows = await queryRows<{ notifier: string; outcome: string; count: string }>(
+      db!.url, "select notifier, outcome, count::text from notification_deliveries where event = 'run_failed' order by notifier, outcome",
+    );
+    expect(rows.map((x) => `${x.notifier} ${x.outcome} ${x.count}`)).toEqual(["dead failed 1", "dead retried 2", "webhook delivered 1", "webhook retried 1"]);
   });
 
   it("a bad notifications entry in floe.config.ts names the path", async () => {

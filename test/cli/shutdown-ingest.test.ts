@@ -4,7 +4,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { floe, repoRoot, tempProject } from "../helpers/project.js";
-import { testDatabase } from "../helpers/pg.js";
+import { queryRows, testDatabase } from "../helpers/pg.js";
 
 const FILES = 60;
 const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
@@ -18,15 +18,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function query<T extends pg.QueryResultRow>(text: string): Promise<T[]> {
-  const client = new pg.Client({ connectionString: db!.url });
-  await client.connect();
-  try {
-    return (await client.query<T>(text)).rows;
-  } finally {
-    await client.end();
-  }
-}
+const query = <T extends pg.QueryResultRow>(text: string): Promise<T[]> => queryRows<T>(db!.url, text);
 const ledger = async (): Promise<Record<string, number>> => {
   const exists = await query<{ t: string | null }>("select to_regclass('processed_files')::text as t");
   if (!exists[0]?.t) return {};

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { repoRoot, tempProject } from "../helpers/project.js";
-import { testDatabase } from "../helpers/pg.js";
+import { queryRows, testDatabase } from "../helpers/pg.js";
 
 const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
 // The real rawFiles ingestion, whose warehouse never finishes an upload once the marker is
@@ -38,15 +38,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function query<T extends pg.QueryResultRow>(text: string): Promise<T[]> {
-  const client = new pg.Client({ connectionString: db!.url });
-  await client.connect();
-  try {
-    return (await client.query<T>(text)).rows;
-  } finally {
-    await client.end();
-  }
-}
+const query = <T extends pg.QueryResultRow>(text: string): Promise<T[]> => queryRows<T>(db!.url, text);
 
 describe.skipIf(!db)("a step still running when the shutdown grace runs out", () => {
   it("is abandoned with its claims given back (nothing PROCESSING, no attempt used) and its pool slot freed", async () => {

@@ -51,3 +51,20 @@ export async function testDatabase(): Promise<{ url: string; drop(): Promise<voi
     drop: () => withAdmin((c) => c.query(`drop database if exists ${name} with (force)`)).then(() => undefined),
   };
 }
+
+/**
+ * The rows of one query on a database, over a connection of its own (for asserting what a
+ * process under test left in the store).
+ *
+ * @example
+ * const rows = await queryRows<{ n: string }>(db.url, "select count(*)::text as n from runs");
+ */
+export async function queryRows<T extends pg.QueryResultRow>(url: string, text: string): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(text)).rows;
+  } finally {
+    await client.end();
+  }
+}

@@ -23,3 +23,31 @@ export async function testStore(prefix: string): Promise<{ store: StateStore; cl
   const store = await StateStore.open({ home });
   return { store, close: async () => { await store.close(); rmSync(home, { recursive: true, force: true }); } };
 }
+
+/**
+ * Several state stores on one fresh test database, as several processes would have: `open()`
+ * adds one, `close()` closes them all and drops the database. `db` is undefined when no
+ * PostgreSQL answers (outside CI only): skip the suite then.
+ *
+ * @example
+ * const shared = await storesOnOneDatabase();
+ * afterAll(() => shared.close());
+ * const [a, b] = [await shared.open(), await shared.open()];
+ */
+export async function storesOnOneDatabase(): Promise<{ db: { url: string } | undefined; stores: StateStore[]; open(): Promise<StateStore>; close(): Promise<void> }> {
+  const db = await testDatabase();
+  const stores: StateStore[] = [];
+  return {
+    db,
+    stores,
+    async open() {
+      const s = await StateStore.open({ url: db!.url, home: "/nonexistent" });
+      stores.push(s);
+      return s;
+    },
+    async close() {
+      for (const s of stores) await s.close();
+      await db?.drop();
+    },
+  };
+}

@@ -4,21 +4,13 @@ import { AssetGraph } from "../../src/dag/graph.js";
 import { partitions } from "../../src/dag/partitions.js";
 import { runWorker } from "../../src/runner/worker.js";
 import { StateStore } from "../../src/state/index.js";
-import { testDatabase } from "../helpers/pg.js";
+import { storesOnOneDatabase } from "../helpers/store.js";
 
 // A backfill whose driver is gone ends all the same: the worker that finishes its last run
 // settles it, once across every worker, and says so (for the backfill_finished notification).
-const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
-const stores: StateStore[] = [];
-afterAll(async () => {
-  for (const s of stores) await s.close();
-  await db?.drop();
-});
-const open = async (): Promise<StateStore> => {
-  const s = await StateStore.open({ url: db!.url, home: "/nonexistent" });
-  stores.push(s);
-  return s;
-};
+const shared = await storesOnOneDatabase();
+const { db, stores, open } = shared; // db is undefined only outside CI with no server: the suite is skipped
+afterAll(() => shared.close());
 
 const daily = partitions.daily({ start: "2025-01-01" });
 const days = (n: number) => Array.from({ length: n }, (_, i) => `2025-01-${String(i + 1).padStart(2, "0")}`);

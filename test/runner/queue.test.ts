@@ -10,21 +10,13 @@ import type { RunOutcome } from "../../src/runner/runner.js";
 import { RUN_RETRIES_TAG, runWorker } from "../../src/runner/worker.js";
 import { runScheduler } from "../../src/scheduler/scheduler.js";
 import { StateStore } from "../../src/state/index.js";
-import { testDatabase } from "../helpers/pg.js";
+import { storesOnOneDatabase } from "../helpers/store.js";
 
 // The run queue on a real PostgreSQL: the backfill lane, cancels, priorities, dead-run recovery
 // and set-based inserts. Each test starts from an empty runs table.
-const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
-const stores: StateStore[] = [];
-afterAll(async () => {
-  for (const s of stores) await s.close();
-  await db?.drop();
-});
-const open = async (): Promise<StateStore> => {
-  const s = await StateStore.open({ url: db!.url, home: "/nonexistent" });
-  stores.push(s);
-  return s;
-};
+const shared = await storesOnOneDatabase();
+const { db, stores, open } = shared; // db is undefined only outside CI with no server: the suite is skipped
+afterAll(() => shared.close());
 beforeEach(async () => {
   if (!db) return;
   const s = stores[0] ?? (await open());

@@ -7,7 +7,7 @@ import type { ScheduleDefinition } from "../../src/dag/types.js";
 import { runScheduler } from "../../src/scheduler/scheduler.js";
 import { schedulesOf, tickPlan } from "../../src/scheduler/schedules.js";
 import { StateStore } from "../../src/state/index.js";
-import { testDatabase } from "../helpers/pg.js";
+import { storesOnOneDatabase } from "../helpers/store.js";
 
 const noop = () => ({});
 const daily = partitions.daily({ start: "2025-01-01" });
@@ -34,17 +34,9 @@ describe("schedules", () => {
   });
 });
 
-const db = await testDatabase(); // undefined only outside CI with no server: the suite is skipped
-const stores: StateStore[] = [];
-afterAll(async () => {
-  for (const s of stores) await s.close();
-  await db?.drop();
-});
-const open = async () => {
-  const s = await StateStore.open({ url: db!.url, home: "/nonexistent" });
-  stores.push(s);
-  return s;
-};
+const shared = await storesOnOneDatabase();
+const { db, stores, open } = shared; // db is undefined only outside CI with no server: the suite is skipped
+afterAll(() => shared.close());
 const ticksOf = async (s: StateStore) =>
   (await sql<{ tick: string; runs: number }>`select tags->>'floe/tick' as tick, count(*)::int as runs from runs where trigger = 'schedule' group by 1 order by 1`.execute(s.db)).rows;
 
