@@ -334,7 +334,7 @@ export class StateStore {
    * run.status; // "queued"
    */
   async createRun(run: NewRun): Promise<RunRecord> {
-    return toRun(first(await this.insertRun(run)));
+    return toRun(first(await this.insertRuns([run])));
   }
 
   /**
@@ -345,9 +345,14 @@ export class StateStore {
    * const ids = await store.createRuns(failed.map((r) => rerunOf(r)));
    */
   async createRuns(runs: readonly NewRun[]): Promise<string[]> {
+    return (await this.insertRuns(runs)).map((r) => r.id);
+  }
+
+  /** Inserts runs, their steps and `run_created` events in one statement; the rows in the order given. */
+  private async insertRuns(runs: readonly NewRun[]): Promise<Array<Selectable<RunsTable>>> {
     if (runs.length === 0) return [];
-    const rows = runs.map(runRow);
-    await sql`
+    const rows = runs.map((r) => ({ ...runRow(r), data: { trigger: r.trigger, selection: r.selection ?? null, partitionRange: r.partitionRange ?? null, steps: r.steps.length } }));
+    const { rows: created } = await sql<Selectable<RunsTable> & { o: string }>`
       with src as (
         select e, o from jsonb_array_elements(${json(rows)}::jsonb) with ordinality as t(e, o)
       ), r as (
@@ -356,17 +361,20 @@ export class StateStore {
         select e->>'id', e->>'status', e->>'trigger', e->>'selection', e->>'partition_range', e->>'parent_run_id', e->'tags',
                (e->>'priority')::int, e->>'backfill_id', now() + o * interval '1 microsecond'
         from src
-        returning id, status, created_at
+        returning *
       ), s as (
         insert into run_steps (run_id, asset, partition, seq, status, attempts, metadata, created_at)
         select r.id, x->>'asset', x->>'partition', (x->>'seq')::int, x->>'status', (x->>'attempts')::int, x->'metadata', r.created_at
         from src join r on r.id = src.e->>'id', jsonb_array_elements(src.e->'steps') as y(x)
+      ), ev as (
+        insert into events (run_id, type, level, message, data)
+        select r.id, 'run_created', 'info', 'run created: ' || jsonb_array_length(src.e->'steps') || ' steps', src.e->'data'
+        from r join src on src.e->>'id' = r.id
       )
-      insert into events (run_id, type, level, message)
-      select r.id, 'run_created', 'info', 'run created: ' || jsonb_array_length(src.e->'steps') || ' steps'
-      from r join src on src.e->>'id' = r.id, lateral (select case when r.status = 'queued' then pg_notify('floe_runs', r.id) end) n`.execute(this.db);
+      select r.*, src.o, case when r.status = 'queued' then pg_notify('floe_runs', r.id) end as notified
+      from r join src on src.e->>'id' = r.id order by src.o`.execute(this.db);
     if (rows.some((r) => r.status === "queued")) this.queued.dispatchEvent(new Event("run"));
-    return rows.map((r) => r.id);
+    return created;
   }
 
   /**
@@ -639,36 +647,6 @@ export class StateStore {
   async lastTicks(): Promise<Map<string, Date>> {
     const { rows } = await sql<{ schedule: string; tick_time: Date }>`select schedule, max(tick_time) as tick_time from schedule_ticks group by schedule`.execute(this.db);
     return new Map(rows.map((r) => [r.schedule, r.tick_time]));
-  }
-
-  private async insertRun(run: NewRun): Promise<Array<Selectable<RunsTable>>> {
-    const id = run.id ?? randomUUID();
-    const steps = run.steps.map((s) => ({
-      asset: s.asset,
-      partition: s.partition ?? "",
-      status: s.status ?? "pending",
-      attempts: s.attempts ?? 0,
-      metadata: s.metadata ?? {},
-    }));
-    const data = { trigger: run.trigger, selection: run.selection ?? null, partitionRange: run.partitionRange ?? null, steps: steps.length };
-    const { rows } = await sql<Selectable<RunsTable>>`
-      with g as (select ${id}::text as run_id), r as (
-        insert into runs (id, status, trigger, selection, partition_range, parent_run_id, tags, priority, backfill_id)
-        select ${id}, ${run.status ?? "queued"}, ${run.trigger}, ${run.selection ?? null}, ${run.partitionRange ?? null},
-               ${run.parentRunId ?? null}, ${json(run.tags ?? {})}::jsonb, ${run.priority ?? 0}, ${run.backfillId ?? null}
-        from g
-        returning *
-      ), s as (
-        insert into run_steps (run_id, asset, partition, seq, status, attempts, metadata, created_at)
-        select r.id, e->>'asset', e->>'partition', o::int, e->>'status', (e->>'attempts')::int, e->'metadata', r.created_at
-        from r, jsonb_array_elements(${json(steps)}::jsonb) with ordinality as t(e, o)
-      ), ev as (
-        insert into events (run_id, type, level, message, data)
-        select r.id, 'run_created', 'info', ${`run created: ${steps.length} steps`}, ${json(data)}::jsonb from r
-      )
-      select r.*, pg_notify('floe_runs', r.id) as notified from r`.execute(this.db);
-    if (rows.length > 0 && (run.status ?? "queued") === "queued") this.queued.dispatchEvent(new Event("run"));
-    return rows;
   }
 
   /**

@@ -52,6 +52,9 @@ for (const engine of ["pglite", "postgres"] as const) {
       expect(steps.get(ids[0]!)?.map((s) => [s.asset, s.partition, s.status, s.metadata])).toEqual([["x", "2025-01-01", "pending", {}], ["y", "2025-01-01", "success", { rows: 3 }]]);
       expect(steps.get(ids[1]!)?.map((s) => [s.asset, s.partition])).toEqual([["z", null]]);
       expect(steps.get("nope")).toEqual([]);
+      // each run's run_created event carries what createRun records too
+      const created = (await store.getEvents(ids[0]!)).find((e) => e.type === "run_created");
+      expect(created).toMatchObject({ message: "run created: 2 steps", data: { trigger: "rerun", selection: "x", partitionRange: null, steps: 2 } });
       expect(await store.createRuns([])).toEqual([]);
       // the queued one is claimable, the finished one is not
       expect((await store.claimRun("w"))?.id).toBe(ids[0]);
