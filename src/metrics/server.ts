@@ -2,6 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from "prom-client";
 import { redact } from "../secrets.js";
+import { withTimeout } from "../timers.js";
 import type { StateStore } from "../state/index.js";
 import { STEP_DURATION_BUCKETS, readStoreMetrics, type StoreMetrics } from "../state/metrics.js";
 import { heartbeatAges } from "../state/processes.js";
@@ -240,13 +241,3 @@ export async function serveMetrics(
   return { server, port: (server.address() as AddressInfo).port };
 }
 
-/** `p`, or a rejection with `message` after `ms` (the promise itself is left to settle). */
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(message)), ms);
-    t.unref();
-  });
-  p.catch(() => undefined); // a late rejection after the timeout is not unhandled
-  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
-}

@@ -1,5 +1,6 @@
 import type { z as Z } from "zod";
 import { redactDeep } from "../secrets.js";
+import { sleep, withTimeout } from "../timers.js";
 
 export const NOTIFICATION_EVENTS = [
   "run_failed", "run_succeeded", "run_canceled", "backfill_finished", "check_failed", "files_failed", "rows_quarantined",
@@ -142,7 +143,8 @@ export class Dispatcher {
         break;
       }
       try {
-        await withTimeout(notifier.send(n, AbortSignal.any([AbortSignal.timeout(timeoutMs), giveUp])), timeoutMs, giveUp);
+        // a notifier that ignores its signal still gives up after the timeout, or at exit
+        await withTimeout(notifier.send(n, AbortSignal.any([AbortSignal.timeout(timeoutMs), giveUp])), timeoutMs, `no answer within ${timeoutMs} ms`, { signal: giveUp, message: "no answer before the process exits" });
         this.options.onResult?.(notifier.name, "delivered");
         this.options.onCount?.({ notifier: notifier.name, event: n.event, outcome: "delivered" });
         return;
@@ -165,32 +167,3 @@ export class Dispatcher {
   }
 }
 
-/** A notifier that ignores its signal still gives up after `ms` (or when `giveUp` aborts). */
-function withTimeout<T>(p: Promise<T>, ms: number, giveUp: AbortSignal): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    t.unref();
-    onAbort = () => reject(new Error("no answer before the process exits"));
-    giveUp.addEventListener("abort", onAbort, { once: true });
-  });
-  p.catch(() => undefined);
-  return Promise.race([p, timeout]).finally(() => {
-    clearTimeout(t);
-    if (onAbort) giveUp.removeEventListener("abort", onAbort);
-  });
-}
-
-/** Waits `ms`, or less if `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((r) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      r();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}

@@ -5,6 +5,7 @@ import { linkSteps, stepId } from "../dag/plan.js";
 import { stepUnits, type StepUnit } from "../dag/ranges.js";
 import type { AssetDefinition, StepContext, StepLogger, UpstreamMaterialization } from "../dag/types.js";
 import type { RunStatus, StateStore, StepStatus } from "../state/index.js";
+import { sleep } from "../timers.js";
 import { Recorder } from "./recorder.js";
 
 /** Named resources for `ctx.resource(name)`, provided by plugins or the project config. */
@@ -397,18 +398,6 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
 function backoff(def: AssetDefinition, attempt: number): number {
   const r = def.retry!;
   return Math.min(r.maxDelayMs ?? 30_000, Math.round((r.delayMs ?? 500) * (r.backoff ?? 2) ** (attempt - 1)));
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }
 
 /** What a failed step still reports (check results, counts): an error's own `metadata` object, if any. */

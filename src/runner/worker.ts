@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import type { AssetGraph } from "../dag/graph.js";
 import type { NewRun, RunRecord, StateStore } from "../state/index.js";
+import { sleep } from "../timers.js";
 import { keepBeating } from "../state/processes.js";
 import { queueEager } from "./automation.js";
 import { rerunOf } from "./launch.js";
@@ -154,16 +155,3 @@ export async function recoverDeadRuns(store: StateStore, graph: AssetGraph, dead
   return reruns.length;
 }
 
-function sleep(ms: number, signal: AbortSignal, wake?: EventTarget): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      wake?.removeEventListener("run", done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    wake?.addEventListener("run", done, { once: true });
-  });
-}
