@@ -76,24 +76,58 @@ function metaType(t: ZodAny): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
+/** The contract applied to a relation: typed columns, raw values, and what makes a row valid. */
+export interface ContractQuery {
+  /**
+   * A parenthesized SELECT over the source: each contract column cast once (`typedColumn(i)`),
+   * its value as it came (`rawColumn(i)`), and the `keep` columns.
+   */
+  from: string;
+  /** A boolean expression over `from`'s columns, true when the row fits the contract. */
+  valid: string;
+  /** An expression over `from`'s columns naming every reason a row does not fit (NULL when it fits). */
+  reason: string;
+  /** The contract columns, typed, under their own names: a select list over `from`. */
+  typed: string;
+  /** The rows that fit, typed: each cast evaluated once. */
+  validRows: string;
+  /** The rows that do not fit, every column of `from` and `_floe_reason`. */
+  invalidRows: string;
+}
+
 /**
- * SQL that types `source` by the contract and gives each row its reasons to be invalid:
- * every contract column cast once with TRY_CAST, plus `_floe_reason` (NULL for a valid row), e.g.
- * `amount: cannot cast 'abc' to DOUBLE; id: missing`. Extra columns listed in `keep` pass through.
- * With `raw`, each contract column's value as it came is kept too, as `rawColumn(i)`.
+ * The contract as set-based SQL over `source`: every contract column cast once with TRY_CAST
+ * (a date-time without a zone through a faster path than ICU's), a validity predicate that is
+ * cheap for valid rows, and the reasons (`amount: cannot cast 'abc' to DOUBLE; id: missing`),
+ * meant for the few invalid rows only. `sourceTypes` (DuckDB types of the source's columns, by
+ * name) picks the cast; without it every column is cast from whatever it is.
  *
  * @example
- * const q = typedSql("staged", contract, ["_floe_source_file"]);
- * await con.run(`create table typed as ${q}`);
+ * const q = contractQuery("staged", contract, { keep: ["_floe_source_file"], sourceTypes: { ts: "VARCHAR" } });
+ * await con.run(`COPY (${q.validRows}) TO 'valid.parquet'`);
  */
-export function typedSql(source: string, columns: readonly ColumnContract[], keep: readonly string[] = [], raw = false): string {
+export function contractQuery(
+  source: string,
+  columns: readonly ColumnContract[],
+  options: { keep?: readonly string[]; sourceTypes?: Readonly<Record<string, string>> } = {},
+): ContractQuery {
+  const keep = options.keep ?? [];
   const inner = [
-    ...columns.map((c, i) => `TRY_CAST(${ident(c.name)} AS ${c.type}) AS ${ident(`__floe_t${i}`)}, ${ident(c.name)} AS ${ident(rawColumn(i))}`),
+    ...columns.map((c, i) => `${castSql(ident(c.name), c.type, options.sourceTypes?.[c.name])} AS ${ident(typedColumn(i))}, ${ident(c.name)} AS ${ident(rawColumn(i))}`),
     ...keep.map(ident),
   ];
+  const fits = columns.flatMap((c, i) => {
+    const raw = ident(rawColumn(i));
+    const cast = ident(typedColumn(i));
+    return [
+      c.required ? `${raw} IS NOT NULL` : "",
+      `(${raw} IS NULL OR ${cast} IS NOT NULL)`,
+      c.accepted ? `(${cast} IS NULL OR ${cast}::VARCHAR IN (${c.accepted.map(literal).join(", ")}))` : "",
+    ].filter((p) => p !== "");
+  });
   const reasons = columns.map((c, i) => {
     const col = ident(rawColumn(i));
-    const cast = ident(`__floe_t${i}`);
+    const cast = ident(typedColumn(i));
     const parts = [
       c.required ? `WHEN ${col} IS NULL THEN ${literal(`${c.name}: missing`)}` : "",
       `WHEN ${col} IS NOT NULL AND ${cast} IS NULL THEN ${literal(`${c.name}: cannot cast '`)} || left(${col}::VARCHAR, 60) || ${literal(`' to ${c.type}`)}`,
@@ -101,15 +135,58 @@ export function typedSql(source: string, columns: readonly ColumnContract[], kee
     ].filter((p) => p !== "");
     return `CASE ${parts.join(" ")} END`;
   });
-  const reason = `NULLIF(concat_ws('; ', ${reasons.join(", ")}), '') AS _floe_reason`;
-  const outer = [
-    ...columns.map((c, i) => `${ident(`__floe_t${i}`)} AS ${ident(c.name)}`),
-    ...keep.map(ident),
-    ...(raw ? columns.map((_, i) => ident(rawColumn(i))) : []),
+  const from = `(SELECT ${inner.join(", ")} FROM ${source})`;
+  const valid = fits.length === 0 ? "TRUE" : fits.join(" AND ");
+  const reason = `NULLIF(concat_ws('; ', ${reasons.join(", ")}), '')`;
+  const typed = columns.map((c, i) => `${ident(typedColumn(i))} AS ${ident(c.name)}`).join(", ");
+  return {
+    from,
+    valid,
     reason,
-  ];
-  return `SELECT ${outer.join(", ")} FROM (SELECT ${inner.join(", ")} FROM ${source})`;
+    typed,
+    // The volatile term is always true; it keeps DuckDB from pushing the filter below the casts,
+    // where every cast would be evaluated twice (once to filter, once to project).
+    validRows: `SELECT ${typed} FROM (SELECT *, (${valid}) AND random() < 2 AS __floe_fits FROM ${from}) WHERE __floe_fits`,
+    invalidRows: `SELECT *, ${reason} AS _floe_reason FROM ${from} WHERE NOT (${valid})`,
+  };
 }
 
-/** The name under which typedSql keeps the raw value of the contract's column `i`. */
+/**
+ * Every row of `source`, typed by the contract, with `_floe_reason` (NULL for a valid row); extra
+ * columns listed in `keep` pass through, and with `raw` each contract column's value as it came
+ * (as `rawColumn(i)`).
+ *
+ * @example
+ * const q = typedSql("staged", contract, ["_floe_source_file"]);
+ * await con.run(`create table typed as ${q}`);
+ */
+export function typedSql(source: string, columns: readonly ColumnContract[], keep: readonly string[] = [], raw = false): string {
+  const q = contractQuery(source, columns, { keep });
+  const outer = [q.typed, ...keep.map(ident), ...(raw ? columns.map((_, i) => ident(rawColumn(i))) : []), `${q.reason} AS _floe_reason`].filter((p) => p !== "");
+  return `SELECT ${outer.join(", ")} FROM ${q.from}`;
+}
+
+/**
+ * TRY_CAST of `expr` to `type`. Text to TIMESTAMPTZ without a zone in the text (the common
+ * `2025-01-01 10:00:00`) is read as a TIMESTAMP and taken as UTC, which is what ICU's cast does
+ * with the session zone UTC that floe sets, at a quarter of the cost; text with an offset or a
+ * zone name takes ICU's cast.
+ */
+function castSql(expr: string, type: string, sourceType: string | undefined): string {
+  const to = type.trim().toUpperCase();
+  const from = sourceType?.trim().toUpperCase();
+  if ((to === "TIMESTAMPTZ" || to === "TIMESTAMP WITH TIME ZONE") && from === "VARCHAR") {
+    const slow = `TRY_CAST(${expr} AS TIMESTAMPTZ)`;
+    // no numeric offset (TIMESTAMP's cast would ignore it); a zone name makes TIMESTAMP's cast fail
+    const zoneless = `NOT contains(${expr}, '+') AND NOT contains(substr(${expr}, 11), '-')`;
+    // what the fast path cannot read (infinities included) takes ICU's cast
+    return `CASE WHEN ${zoneless} THEN coalesce(make_timestamptz(epoch_us(TRY_CAST(${expr} AS TIMESTAMP))), ${slow}) ELSE ${slow} END`;
+  }
+  return `TRY_CAST(${expr} AS ${type})`;
+}
+
+/** The name under which contractQuery keeps the raw value of the contract's column `i`. */
 export const rawColumn = (i: number): string => `__floe_raw${i}`;
+
+/** The name under which contractQuery keeps the typed value of the contract's column `i`. */
+export const typedColumn = (i: number): string => `__floe_t${i}`;

@@ -2,7 +2,7 @@ import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { checks, runChecks } from "../../src/duckdb/checks.js";
-import { contractFromZod, typedSql } from "../../src/duckdb/contract.js";
+import { contractFromZod, contractQuery, rawColumn, typedColumn, typedSql } from "../../src/duckdb/contract.js";
 
 let instance: DuckDBInstance;
 let con: DuckDBConnection;
@@ -48,6 +48,42 @@ describe("table contract", () => {
       "id: missing; amount: cannot cast 'abc' to DOUBLE; status: 'lost' is not one of open, paid; ts: cannot cast 'never' to TIMESTAMPTZ",
     ]);
     expect(rows[0]).toMatchObject({ id: "1", amount: 10.5, status: "paid", _floe_source_file: "f1" });
+    // the same split as whole queries: the rows that fit, typed, and the others with their reasons
+    const q = contractQuery("src", contract, { keep: ["_floe_source_file"], sourceTypes: { id: "VARCHAR", amount: "VARCHAR", status: "VARCHAR", ts: "VARCHAR" } });
+    const valid = (await con.runAndReadAll(`${q.validRows} ORDER BY id`)).getRowObjectsJson();
+    expect(valid.map((r) => [r.id, r.amount, r.status, r.ts])).toEqual([["1", 10.5, "paid", "2025-01-01T10:00:00.000Z"], ["4", null, null, "2025-01-02T00:00:00.000Z"]].map(([id, a, st, ts]) => [id, a, st, expect.stringContaining(String(ts).slice(0, 10)) as unknown]));
+    expect(Object.keys(valid[0] ?? {})).toEqual(["id", "amount", "status", "ts"]);
+    const invalid = (await con.runAndReadAll(`SELECT __floe_raw0 AS id, _floe_source_file, _floe_reason FROM (${q.invalidRows}) ORDER BY _floe_reason`)).getRowObjectsJson();
+    expect(invalid.map((r) => [r.id, r._floe_source_file, r._floe_reason])).toEqual([
+      ["x", "f1", "id: cannot cast 'x' to BIGINT"],
+      [null, "f2", "id: missing; amount: cannot cast 'abc' to DOUBLE; status: 'lost' is not one of open, paid; ts: cannot cast 'never' to TIMESTAMPTZ"],
+    ]);
+  });
+
+  it("reads text date-times exactly as DuckDB's TIMESTAMPTZ cast does, the zoneless ones through the fast path", async () => {
+    const texts = [
+      "2025-01-01 10:00:00", "2025-01-01T10:00:00", "2025-01-01", "2025-01-01 10:00:00.123456", "2025-01-01 10:00:00.1234567", "2025-01-01 10:00",
+      "2025-01-01 10:00:00+02:00", "2025-01-01 10:00:00-05", "2025-01-01T10:00:00Z", "2025-01-01 10:00:00 Europe/Paris", "2025-01-01 10:00:00 UTC",
+      " 2025-01-01 10:00:00", "2025-01-01 10:00:00 ", "infinity", "-infinity", "epoch", "2025-13-01 00:00:00", "2025-02-30", "garbage", "", "1969-12-31 23:59:59.999999",
+      "0001-01-01 00:00:00", "9999-12-31 23:59:59", "2025-01-01 24:00:00", "20250101", "2025-01-01 10:00:00.", "2025-06-01 10:00:00.5 +05:30",
+      "2025-01-01 10:00:00 EST", "2025-01-01 10:00:00utc", "2025-01-01T10:00:00+0530", "2025-01-01T10:00:00.5-03:30", "2025-01-01 10:00:00 America/New_York",
+      "-0001-01-01 00:00:00", "0001-01-01 00:00:00 (BC)", "2025-01-01 10:00:00 z", "1970-01-01", "2262-04-12 00:00:00",
+    ];
+    await con.run(`CREATE TABLE texts AS SELECT unnest([${texts.map((t) => `'${t}'`).join(", ")}, NULL::VARCHAR]) AS ts`);
+    const q = contractQuery("texts", contractFromZod(z.object({ ts: z.date().nullable() })), { keep: [], sourceTypes: { ts: "VARCHAR" } });
+    expect(q.from).toContain("make_timestamptz"); // the fast path is the one under test
+    const got = (await con.runAndReadAll(`SELECT ${rawColumn(0)} AS text, ${typedColumn(0)}::VARCHAR AS fast FROM ${q.from}`)).getRowObjectsJson();
+    // each text cast alone: DuckDB 1.5.5's ICU cast carries a zone name over to the zoneless
+    // values after it in the same vector (America/New_York, then '1970-01-01' → 05:00:00+00)
+    const alone: Array<[unknown, unknown]> = [];
+    for (const r of got) {
+      const cast = r.text === null ? "NULL" : `TRY_CAST('${String(r.text)}' AS TIMESTAMPTZ)::VARCHAR`;
+      alone.push([r.text, (await con.runAndReadAll(`SELECT ${cast} AS v`)).getRowObjectsJson()[0]?.v ?? null]);
+    }
+    expect(got).toHaveLength(texts.length + 1);
+    expect(got.map((r) => [r.text, r.fast])).toEqual(alone);
+    expect(alone.filter(([, v]) => v !== null).length).toBeGreaterThan(20);
+    expect(got.find((r) => r.text === "1970-01-01")?.fast).toBe("1970-01-01 00:00:00+00"); // after a zone name, still UTC
   });
 });
 
