@@ -60,6 +60,18 @@ describe("stageFile", () => {
 
   it("a header-only file stages zero rows", async () => {
     expect((await stage("header.csv", "id,name\n")).staged).toEqual({ rows: 0, columns: ["id", "name"] });
+    expect((await stage("header-no-eol.csv", "id,name")).staged).toEqual({ rows: 0, columns: ["id", "name"] });
+  });
+
+  it("reads a header line longer than its first read (64 KiB), even with a quoted line break in it", async () => {
+    const names = Array.from({ length: 2000 }, (_, i) => `a_rather_long_column_name_number_${i}`); // ~75 KiB
+    names[1000] = '"multi\nline"';
+    const { staged } = await stage("wide.csv", `${names.join(",")}\n${names.map((_, i) => i).join(",")}\n`);
+    expect(staged.rows).toBe(1);
+    expect(staged.columns).toHaveLength(2000);
+    expect(staged.columns[1000]).toBe("multi\nline");
+    expect(staged.columns[1999]).toBe("a_rather_long_column_name_number_1999");
+    expect(await failure("huge-header.csv", `${"h".repeat(1_100_000)}\n1\n`)).toBe("line 1: the header line does not end (unterminated quote or a line over 1 MiB)");
   });
 
   it("names what is wrong with a bad file, in one line", async () => {
