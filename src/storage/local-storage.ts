@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { copyFile, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, link, mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ObjectNotFoundError, type ObjectInfo, type ObjectStorage } from "./types.js";
@@ -101,7 +101,9 @@ export function localStorage(options: LocalStorageOptions): ObjectStorage {
       return before;
     },
     write: (key, body) => writeAtomic(key, (tmp) => writeFile(tmp, body)),
-    upload: (localPath, key) => writeAtomic(key, (tmp) => copyFile(localPath, tmp)),
+    // A hard link when the file is on the same file system (floe never rewrites a file in place,
+    // so the two names cannot drift apart); a copy otherwise.
+    upload: (localPath, key) => writeAtomic(key, (tmp) => link(localPath, tmp).catch(() => copyFile(localPath, tmp))),
     async delete(keys) {
       await Promise.all(keys.map((k) => rm(pathOf(k), { force: true })));
     },

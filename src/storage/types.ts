@@ -27,7 +27,7 @@ export interface ObjectStorage {
   download(key: string, localPath: string): Promise<ObjectInfo>;
   /** Writes an object whole; readers never see a partial object. */
   write(key: string, body: Uint8Array | string): Promise<void>;
-  /** Writes a local file as an object; readers never see a partial object. */
+  /** Writes a local file as an object; readers never see a partial object. The local file must not be rewritten in place afterwards: a local storage hard-links it when it can. */
   upload(localPath: string, key: string): Promise<void>;
   delete(keys: readonly string[]): Promise<void>;
   /** Absolute URI of a key: `uri + "/" + key`. */

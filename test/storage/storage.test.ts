@@ -102,6 +102,14 @@ for (const [name, make] of storages) {
       await s.upload(path, "bin/up.bin");
       expect(await s.head("bin/up.bin")).toMatchObject({ key: "bin/up.bin", size: 1000 });
       expect(Buffer.from(await s.read("bin/up.bin")).equals(Buffer.alloc(1000, 7))).toBe(true);
+      // the object outlives the local file, and a new file under the local name does not change it
+      rmSync(path);
+      writeFileSync(path, "other");
+      await s.upload(path, "bin/up2.bin");
+      expect(Buffer.from(await s.read("bin/up.bin")).equals(Buffer.alloc(1000, 7))).toBe(true);
+      expect(Buffer.from(await s.read("bin/up2.bin")).toString()).toBe("other");
+      await s.upload(path, "bin/up.bin"); // replaces an existing object
+      expect(Buffer.from(await s.read("bin/up.bin")).toString()).toBe("other");
     });
 
     it("deletes keys, ignoring missing ones and an empty list", async () => {
