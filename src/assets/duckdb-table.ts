@@ -1,9 +1,9 @@
 import { join } from "node:path";
-import type { DuckDBInstance } from "@duckdb/node-api";
+import type { DuckDBConnection, DuckDBInstance } from "@duckdb/node-api";
 import type { z } from "zod";
 import type { StepContext } from "../dag/types.js";
 import { runChecks, type CheckDefinition, type CheckResult } from "../duckdb/checks.js";
-import { contractFromZod, rawColumn, typedSql, type ColumnContract } from "../duckdb/contract.js";
+import { contractFromZod, contractQuery, rawColumn, type ColumnContract } from "../duckdb/contract.js";
 import { ident, literal } from "../duckdb/sql.js";
 import { describeDuckDbError } from "../duckdb/stage.js";
 import type { ObjectStorage } from "../storage/types.js";
@@ -57,50 +57,40 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
       return r;
     };
     const userSql = options.sql({ ref, partition: ctx.partitionKey }).trim().replace(/;\s*$/, "");
-    // The user's SQL runs once, into one table or file that every later pass reads (checks, copy).
-    let valid = "_floe_out";
-    let invalidRows = 0;
-    let quarantine: string | undefined;
-    if (!contract) {
-      await sqlStep(ctx, () => con.run(`CREATE TEMP TABLE _floe_out AS ${userSql}`));
-    } else {
-      const described = await sqlStep(ctx, () => con.runAndReadAll(`DESCRIBE ${userSql}`));
-      const columns = described.getRowObjectsJS().map((r) => String(r.column_name));
+    const described = await sqlStep(ctx, () => con.runAndReadAll(`DESCRIBE ${userSql}`));
+    const sourceTypes = Object.fromEntries(described.getRowObjectsJS().map((r) => [String(r.column_name), String(r.column_type)]));
+    const columns = Object.keys(sourceTypes);
+    // The valid rows are written once, straight to the output file; the checks read that file.
+    let outSql = userSql;
+    let invalid: { count: number; rows: string; contract: ColumnContract[]; columns: string[] } | undefined;
+    if (contract) {
       const missing = contract.filter((c) => !columns.includes(c.name)).map((c) => c.name);
       if (missing.length > 0) throw new Error(`SQL of \`${ctx.assetKey}\` returns no column ${missing.map((m) => `\`${m}\``).join(", ")}, which \`columns\` requires`);
-      const quarantining = (options.onInvalidRows ?? "fail") === "quarantine";
       const named = new Set(contract.map((c) => c.name));
-      // lineage columns always; every other column too when invalid rows are kept as they came
-      const keep = columns.filter((c) => !named.has(c) && (quarantining || c === "_floe_source_file" || c === "_floe_row"));
-      // Typed once, into a scratch Parquet file that the later passes scan (counts, checks, the
-      // copy out): cheaper than a temp table, which spills beyond DuckDB's memory limit.
-      const typedFile = join(scratch, "typed.parquet");
-      await sqlStep(ctx, () => con.run(`COPY (${typedSql(`(${userSql})`, contract, keep, quarantining)}) TO ${literal(typedFile)} (FORMAT parquet, COMPRESSION zstd)`));
-      await con.run(`CREATE TEMP VIEW _floe_typed AS SELECT * FROM read_parquet(${literal(typedFile)})`);
-      invalidRows = Number((await con.runAndReadAll("SELECT count(*) AS n FROM _floe_typed WHERE _floe_reason IS NOT NULL")).getRowObjectsJS()[0]?.n ?? 0);
-      if (invalidRows > 0) {
-        if (!quarantining) {
-          const examples = (await con.runAndReadAll(`SELECT ${keep.includes("_floe_source_file") ? "_floe_source_file, " : ""}${keep.includes("_floe_row") ? "_floe_row, " : ""}_floe_reason FROM _floe_typed WHERE _floe_reason IS NOT NULL LIMIT 3`)).getRowObjectsJS();
-          const shown = examples.map((e) => `${e._floe_source_file ? `${String(e._floe_source_file)}${e._floe_row ? ` row ${String(e._floe_row)}` : ""}: ` : ""}${String(e._floe_reason)}`);
-          throw new Error(`${invalidRows} invalid row${invalidRows === 1 ? "" : "s"} in \`${ctx.assetKey}\` (onInvalidRows: "fail"), e.g. ${shown.join("; ")}`);
-        }
-        quarantine = newLocation("quarantine", ctx);
-        const qFile = join(scratch, "quarantine.parquet");
-        // the raw values, as they came, in the SQL's column order, with the reason
-        const rawValues = columns.map((c) => (named.has(c) ? `${ident(rawColumn(contract.findIndex((x) => x.name === c)))} AS ${ident(c)}` : ident(c)));
-        await con.run(`COPY (SELECT ${rawValues.join(", ")}, _floe_reason FROM _floe_typed WHERE _floe_reason IS NOT NULL) TO ${literal(qFile)} (FORMAT parquet)`);
-        await warehouse.upload(qFile, `${quarantine}/part-0.parquet`);
-        ctx.log.warn(`${invalidRows} invalid rows quarantined`, { location: quarantine });
-      }
-      await con.run(`CREATE TEMP VIEW _floe_valid AS SELECT ${contract.map((c) => ident(c.name)).join(", ")} FROM _floe_typed WHERE _floe_reason IS NULL`);
-      valid = "_floe_valid";
+      const q = contractQuery(`(${userSql})`, contract, { keep: columns.filter((c) => !named.has(c)), sourceTypes });
+      outSql = q.validRows;
+      invalid = { count: 0, rows: q.invalidRows, contract, columns };
     }
-
-    const results: CheckResult[] = await runChecks(con, valid, options.checks ?? []);
-    const location = newLocation("tables", ctx);
     const out = join(scratch, "part-0.parquet");
-    const copied = await con.runAndReadAll(`COPY (SELECT * FROM ${valid}) TO ${literal(out)} (FORMAT parquet, COMPRESSION zstd, RETURN_STATS)`);
+    const outColumns = (await sqlStep(ctx, () => con.runAndReadAll(`DESCRIBE ${outSql}`))).getRowObjectsJS().map((r) => ({ name: String(r.column_name), duckdbType: String(r.column_type) }));
+    // Iceberg-ready (field ids, iceberg.schema): an icebergTable can list this file without rewriting it.
+    const { icebergParquetOptions } = await import("../iceberg/parquet-options.js");
+    const ids = icebergParquetOptions(outColumns);
+    const copied = await sqlStep(ctx, () => con.runAndReadAll(`COPY (${outSql}) TO ${literal(out)} (FORMAT parquet, COMPRESSION snappy${ids ? `, ${ids}` : ""}, RETURN_STATS)`));
     const rows = Number(copied.getRowObjectsJS()[0]?.count ?? 0);
+    let quarantine: string | undefined;
+    if (invalid) {
+      // Rows the contract refused = rows of the SQL - rows written; only then are they read again.
+      const total = Number((await con.runAndReadAll(`SELECT count(*) AS n FROM (${userSql})`)).getRowObjectsJS()[0]?.n ?? 0);
+      if (total > rows) invalid.count = await refuseRows(ctx, con, invalid, options.onInvalidRows ?? "fail", scratch, async (file) => {
+        quarantine = newLocation("quarantine", ctx);
+        await warehouse.upload(file, `${quarantine}/part-0.parquet`);
+        return quarantine;
+      });
+    }
+    const invalidRows = invalid?.count ?? 0;
+    const results: CheckResult[] = await runChecks(con, `read_parquet(${literal(out)})`, options.checks ?? []);
+    const location = newLocation("tables", ctx);
     const failed = results.filter((r) => !r.passed);
     for (const r of failed) ctx.log[r.severity === "error" ? "error" : "warn"](`check ${r.name} failed: ${r.message}`, { check: r.name, severity: r.severity, value: r.value });
     const metadata = {
@@ -123,6 +113,36 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
   } finally {
     con.closeSync();
   }
+}
+
+/**
+ * The rows the contract refused: with `fail`, an error naming their count and a few examples;
+ * with `quarantine`, their values as they came and their reasons, written to a file that
+ * `keep` stores. Returns their count.
+ */
+async function refuseRows(
+  ctx: StepContext,
+  con: DuckDBConnection,
+  invalid: { rows: string; contract: ColumnContract[]; columns: string[] },
+  mode: "fail" | "quarantine",
+  scratch: string,
+  keep: (file: string) => Promise<string>,
+): Promise<number> {
+  const count = Number((await con.runAndReadAll(`SELECT count(*) AS n FROM (${invalid.rows})`)).getRowObjectsJS()[0]?.n ?? 0);
+  if (count === 0) return 0;
+  if (mode === "fail") {
+    const examples = (await con.runAndReadAll(`SELECT * FROM (${invalid.rows}) LIMIT 3`)).getRowObjectsJS();
+    const shown = examples.map((e) => `${e._floe_source_file ? `${String(e._floe_source_file)}${e._floe_row ? ` row ${String(e._floe_row)}` : ""}: ` : ""}${String(e._floe_reason)}`);
+    throw new Error(`${count} invalid row${count === 1 ? "" : "s"} in \`${ctx.assetKey}\` (onInvalidRows: "fail"), e.g. ${shown.join("; ")}`);
+  }
+  // the values as they came, in the SQL's column order, with the reason
+  const rawOf = new Map(invalid.contract.map((c, i) => [c.name, rawColumn(i)]));
+  const values = invalid.columns.map((c) => `${ident(rawOf.get(c) ?? c)} AS ${ident(c)}`);
+  const file = join(scratch, "quarantine.parquet");
+  await con.run(`COPY (SELECT ${values.join(", ")}, _floe_reason FROM (${invalid.rows})) TO ${literal(file)} (FORMAT parquet)`);
+  const where = await keep(file);
+  ctx.log.warn(`${count} invalid rows quarantined`, { location: where });
+  return count;
 }
 
 async function sqlStep<T>(ctx: StepContext, run: () => Promise<T>): Promise<T> {
