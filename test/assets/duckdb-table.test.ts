@@ -50,6 +50,15 @@ describe("duckdbTable", () => {
       [null, "1", "id: missing"],
     ]);
     expect(await rows(outcome.steps[1]!.metadata.location)).toEqual([{ id: "1", amount: 10.5 }]);
+    // Iceberg-ready output: field ids 1..n in column order, and the schema a new table would get
+    const file = `${join(settings.warehouse, String(meta.location))}/part-0.parquet`;
+    const con = await reader.connect();
+    const ids = (await con.runAndReadAll(`SELECT name, field_id::INTEGER AS field_id FROM parquet_schema('${file}') WHERE num_children IS NULL ORDER BY field_id`)).getRowObjectsJson();
+    expect(ids).toEqual([{ name: "id", field_id: 1 }, { name: "amount", field_id: 2 }, { name: "status", field_id: 3 }]);
+    const kv = (await con.runAndReadAll(`SELECT decode(value) AS v FROM parquet_kv_metadata('${file}') WHERE decode(key) = 'iceberg.schema'`)).getRowObjectsJson();
+    expect(JSON.parse(String(kv[0]?.v))).toEqual({ type: "struct", "schema-id": 0, fields: [
+      { id: 1, name: "id", required: false, type: "long" }, { id: 2, name: "amount", required: false, type: "double" }, { id: 3, name: "status", required: false, type: "string" },
+    ] });
   });
 
   it("onInvalidRows fail names the count and shows examples; nothing is recorded", async () => {
