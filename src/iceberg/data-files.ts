@@ -1,5 +1,6 @@
 // Parquet data files: DuckDB writes them (one per partition tuple, with field ids and the
-// `iceberg.schema` key), and their Iceberg `data_file` records come from RETURN_STATS.
+// `iceberg.schema` key), and their Iceberg `data_file` records come from RETURN_STATS. The naming,
+// upload and `data_file` helpers are shared with adopted files (adopt.ts).
 
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -9,9 +10,9 @@ import type { DuckDBConnection } from "@duckdb/node-api";
 import { stringifyJson } from "./json.js";
 import type { DataFile, KeyValue } from "./manifest.js";
 import { coercePartitionValue, partitionPath, partitionSql, resultType, sourceField, type PartitionSpec, type PartitionValue } from "./partition-spec.js";
-import { duckdbTypeOf, sanitizeName, type Schema } from "./schema.js";
+import { duckdbTypeOf, sanitizeName, type PrimitiveType, type Schema } from "./schema.js";
 import type { ObjectStorage } from "../storage/types.js";
-import { boundFromStat, serializeValue } from "./values.js";
+import { boundFromStat, serializeValue, type IcebergValue } from "./values.js";
 
 /** A written and uploaded data file. */
 export interface WrittenFile {
@@ -63,14 +64,10 @@ export const literal = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 export async function writeDataFiles(o: WriteDataFilesOptions): Promise<WrittenFile[]> {
   const fields = o.schema.fields;
   const columns = fields.map((f) => `CAST(${ident(f.name)} AS ${duckdbTypeOf(f.type)}) AS ${ident(sanitizeName(f.name))}`);
-  const partExprs = o.spec.fields.map((pf) => {
-    const src = sourceField(o.schema, pf);
-    return partitionSql(typeof src.type === "string" ? src.type : "nested", pf.transform, ident(sanitizeName(src.name)));
-  });
+  const partExprs = partitionExprs(o.schema, o.spec);
   const fieldIds = fields.map((f) => `${ident(sanitizeName(f.name))}: ${f.id}`).join(", ");
   const icebergSchema = stringifyJson(o.schema);
   const dir = await mkdtemp(join(o.tmpDir ?? tmpdir(), "floe-iceberg-"));
-  const uploaded: string[] = [];
   try {
     const key = partExprs.length === 0 ? "0" : `hash(${partExprs.join(", ")})`;
     const reader = await o.connection.runAndReadAll(
@@ -88,25 +85,64 @@ export async function writeDataFiles(o: WriteDataFilesOptions): Promise<WrittenF
       }))
       .filter((s) => s.count > 0n); // an empty file would have no partition tuple: never list one
     const tuples = await partitionTuples(o, stats.map((s) => s.path), partExprs);
-    const types = o.spec.fields.map((pf) => resultType(o.schema, pf));
     const writeId = randomUUID();
-    const files = stats.map((s, i): WrittenFile => {
+    const files = stats.map((s, i): WrittenFile & { local: string } => {
       const partition = tuples.get(s.path) ?? [];
-      const folder = o.spec.fields.length > 0 ? `/${partitionPath(o.spec, types, partition)}` : "";
-      const key = `${o.dataPrefix}${folder}/${String(i).padStart(5, "0")}-0-${writeId}.parquet`;
-      return { key, partition, dataFile: dataFileOf(o, s, key, partition) };
+      const key = dataFileKey(o, partition, i, writeId);
+      const dataFile = dataFileOf(o, { key, partition, records: s.count, size: s.size, columns: metricsOfReturnStats(o.schema, s.columns) });
+      return { key, partition, dataFile, local: s.path };
     });
-    await inBatches(files, 8, async (f, i) => {
-      const local = stats[i]?.path as string;
-      uploaded.push(f.key);
-      await o.storage.upload(local, f.key);
-    });
-    return files;
-  } catch (e) {
-    await o.storage.delete(uploaded).catch(() => undefined);
-    throw e;
+    await uploadDataFiles(o.storage, files);
+    return files.map(({ local: _local, ...f }) => f);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The DuckDB expressions of a spec's partition values over the sanitized column names of the
+ * schema (in internal form, see partitionSql), in spec field order.
+ *
+ * @example
+ * partitionExprs(schema, spec) // → [`(CAST("ts" AS DATE) - DATE '1970-01-01')::INTEGER`]
+ */
+export function partitionExprs(schema: Schema, spec: PartitionSpec): string[] {
+  return spec.fields.map((pf) => {
+    const src = sourceField(schema, pf);
+    return partitionSql(typeof src.type === "string" ? src.type : "nested", pf.transform, ident(sanitizeName(src.name)));
+  });
+}
+
+/**
+ * The storage key of a data file: `<dataPrefix>/<partition path>/<index>-0-<writeId>.parquet`
+ * (PyIceberg's naming; the partition folder only for partitioned specs).
+ *
+ * @example
+ * dataFileKey({ schema, spec, dataPrefix: "db/t/data" }, [19724], 0, id) // → "db/t/data/ts_day=2024-01-02/00000-0-<id>.parquet"
+ */
+export function dataFileKey(o: Pick<WriteDataFilesOptions, "schema" | "spec" | "dataPrefix">, partition: readonly PartitionValue[], index: number, writeId: string): string {
+  const types = o.spec.fields.map((pf) => resultType(o.schema, pf));
+  const folder = o.spec.fields.length > 0 ? `/${partitionPath(o.spec, types, partition)}` : "";
+  return `${o.dataPrefix}${folder}/${String(index).padStart(5, "0")}-0-${writeId}.parquet`;
+}
+
+/**
+ * Uploads local files to their keys, 8 at a time. On failure the keys already uploaded are
+ * deleted (best effort) and the error is rethrown.
+ *
+ * @example
+ * await uploadDataFiles(storage, [{ local: "/tmp/part-0.parquet", key: "db/t/data/00000-0-<id>.parquet" }]);
+ */
+export async function uploadDataFiles(storage: ObjectStorage, files: ReadonlyArray<{ local: string; key: string }>): Promise<void> {
+  const uploaded: string[] = [];
+  try {
+    await inBatches(files, 8, async (f) => {
+      uploaded.push(f.key);
+      await storage.upload(f.local, f.key);
+    });
+  } catch (e) {
+    await storage.delete(uploaded).catch(() => undefined);
+    throw e;
   }
 }
 
@@ -118,65 +154,133 @@ function statsMap(json: unknown): ColumnStats {
   return new Map(pairs(json).map((c) => [String(c.key), new Map(pairs(c.value).map((s) => [String(s.key), String(s.value)]))]));
 }
 
+/** One group of rows of some files: the file, its partition tuple (raw DuckDB values) and aggregates. */
+export interface FileGroup {
+  file: string;
+  tuple: unknown[];
+  aggregates: unknown[];
+}
+
+/**
+ * Groups the rows of Parquet files by file and partition tuple (set-based, one query), with extra
+ * aggregates per group. A file holding one partition gives one group; an empty file none.
+ *
+ * @example
+ * const groups = await fileGroups(connection, ["/tmp/a.parquet"], partitionExprs(schema, spec), ['count(*) FILTER (WHERE isnan("x"))']);
+ */
+export async function fileGroups(connection: DuckDBConnection, paths: readonly string[], partExprs: readonly string[], aggregates: readonly string[] = []): Promise<FileGroup[]> {
+  if (paths.length === 0) return [];
+  const select = [...partExprs.map((e, i) => `${e} AS p${i}`), ...aggregates.map((a, i) => `${a} AS a${i}`)];
+  const reader = await connection.runAndReadAll(
+    `SELECT __floe_file${select.map((s) => `, ${s}`).join("")}
+     FROM read_parquet([${paths.map(literal).join(", ")}], union_by_name = true, filename = '__floe_file') GROUP BY ALL`,
+  );
+  return reader.getRowObjectsJS().map((row) => ({
+    file: String(row.__floe_file),
+    tuple: partExprs.map((_, i) => row[`p${i}`]),
+    aggregates: aggregates.map((_, i) => row[`a${i}`]),
+  }));
+}
+
 /** The partition tuple of each file, read back from the files themselves (one tuple per file). */
 async function partitionTuples(o: WriteDataFilesOptions, paths: string[], partExprs: string[]): Promise<Map<string, PartitionValue[]>> {
   const out = new Map<string, PartitionValue[]>();
-  if (partExprs.length === 0 || paths.length === 0) return out;
+  if (partExprs.length === 0) return out;
   const types = o.spec.fields.map((pf) => resultType(o.schema, pf));
-  const reader = await o.connection.runAndReadAll(
-    `SELECT __floe_file, ${partExprs.map((e, i) => `${e} AS p${i}`).join(", ")}
-     FROM read_parquet([${paths.map(literal).join(", ")}], filename = '__floe_file') GROUP BY ALL`,
-  );
-  for (const row of reader.getRowObjectsJS()) {
-    const path = String(row.__floe_file);
-    if (out.has(path)) throw new Error(`data file ${path} holds more than one partition (a partition key hash collision); write again`);
-    out.set(
-      path,
-      types.map((t, i) => coercePartitionValue(t, row[`p${i}`])),
-    );
+  for (const g of await fileGroups(o.connection, paths, partExprs)) {
+    if (out.has(g.file)) throw new Error(`data file ${g.file} holds more than one partition (a partition key hash collision); write again`);
+    out.set(g.file, partitionTuple(types, g.tuple));
   }
   return out;
 }
 
-function dataFileOf(o: WriteDataFilesOptions, s: { count: bigint; size: bigint; columns: ColumnStats }, key: string, partition: PartitionValue[]): DataFile {
-  const sizes: KeyValue<bigint>[] = [];
-  const values: KeyValue<bigint>[] = [];
-  const nulls: KeyValue<bigint>[] = [];
-  const nans: KeyValue<bigint>[] = [];
-  const lower: KeyValue<Uint8Array>[] = [];
-  const upper: KeyValue<Uint8Array>[] = [];
-  for (const f of o.schema.fields) {
-    const st = s.columns.get(ident(sanitizeName(f.name)));
+/**
+ * Raw DuckDB partition values in the internal form of their result types.
+ *
+ * @example
+ * partitionTuple(["date"], [19724]) // → [19724]
+ */
+export function partitionTuple(types: readonly PrimitiveType[], raw: readonly unknown[]): PartitionValue[] {
+  return types.map((t, i) => coercePartitionValue(t, raw[i]));
+}
+
+/** What a data file's footer or writer says about one column; undefined means unknown and is left out. */
+export interface ColumnMetrics {
+  size: bigint | undefined;
+  values: bigint | undefined;
+  nulls: bigint | undefined;
+  nans: bigint | undefined;
+  lower: IcebergValue | undefined;
+  upper: IcebergValue | undefined;
+}
+
+/** A data file to list: where it goes, its partition tuple, and its metrics by field id. */
+export interface DataFileFacts {
+  key: string;
+  partition: readonly PartitionValue[];
+  records: bigint;
+  size: bigint;
+  columns: ReadonlyMap<number, ColumnMetrics>;
+}
+
+/** RETURN_STATS per column (keyed by the quoted column name) → metrics by field id. */
+function metricsOfReturnStats(schema: Schema, columns: ColumnStats): Map<number, ColumnMetrics> {
+  const out = new Map<number, ColumnMetrics>();
+  for (const f of schema.fields) {
+    const st = columns.get(ident(sanitizeName(f.name)));
     if (!st) continue;
     const n = (k: string): bigint | undefined => (st.has(k) ? BigInt(st.get(k) as string) : undefined);
-    const push = <V>(list: KeyValue<V>[], v: V | undefined): void => {
-      if (v !== undefined) list.push({ key: f.id, value: v });
+    const bound = (k: string, side: "lower" | "upper"): IcebergValue | undefined => {
+      const text = st.get(k);
+      return text === undefined ? undefined : boundFromStat(f.type, text, side);
     };
-    push(sizes, n("column_size_bytes"));
-    push(values, n("num_values"));
-    push(nulls, n("null_count"));
-    // DuckDB only says whether there are NaNs: a count is known only when there are none
-    if ((f.type === "float" || f.type === "double") && st.get("has_nan") === "false") push(nans, 0n);
-    const min = st.get("min");
-    const max = st.get("max");
-    const lo = min === undefined ? undefined : boundFromStat(f.type, min, "lower");
-    const hi = max === undefined ? undefined : boundFromStat(f.type, max, "upper");
-    if (lo !== undefined) push(lower, serializeValue(f.type, lo));
-    if (hi !== undefined) push(upper, serializeValue(f.type, hi));
+    out.set(f.id, {
+      size: n("column_size_bytes"),
+      values: n("num_values"),
+      nulls: n("null_count"),
+      // DuckDB only says whether there are NaNs: a count is known only when there are none
+      nans: (f.type === "float" || f.type === "double") && st.get("has_nan") === "false" ? 0n : undefined,
+      lower: bound("min", "lower"),
+      upper: bound("max", "upper"),
+    });
+  }
+  return out;
+}
+
+/**
+ * The `data_file` record of a data file of the table: partition by field name, metrics by field
+ * id in schema order, bounds serialized per type; unknown metrics are left out.
+ *
+ * @example
+ * const df = dataFileOf({ schema, spec, storage }, { key, partition: [19724], records: 10n, size: 1234n, columns: new Map() });
+ */
+export function dataFileOf(o: Pick<WriteDataFilesOptions, "schema" | "spec" | "storage">, f: DataFileFacts): DataFile {
+  const lists = { size: [] as KeyValue<bigint>[], values: [] as KeyValue<bigint>[], nulls: [] as KeyValue<bigint>[], nans: [] as KeyValue<bigint>[], lower: [] as KeyValue<Uint8Array>[], upper: [] as KeyValue<Uint8Array>[] };
+  for (const field of o.schema.fields) {
+    const m = f.columns.get(field.id);
+    if (!m) continue;
+    for (const k of ["size", "values", "nulls", "nans"] as const) {
+      const v = m[k];
+      if (v !== undefined) lists[k].push({ key: field.id, value: v });
+    }
+    for (const k of ["lower", "upper"] as const) {
+      const v = m[k];
+      if (v !== undefined) lists[k].push({ key: field.id, value: serializeValue(field.type, v) });
+    }
   }
   return {
     content: 0,
-    file_path: o.storage.uriOf(key),
+    file_path: o.storage.uriOf(f.key),
     file_format: "PARQUET",
-    partition: Object.fromEntries(o.spec.fields.map((pf, i) => [pf.name, partition[i] ?? null])),
-    record_count: s.count,
-    file_size_in_bytes: s.size,
-    column_sizes: sizes,
-    value_counts: values,
-    null_value_counts: nulls,
-    nan_value_counts: nans,
-    lower_bounds: lower,
-    upper_bounds: upper,
+    partition: Object.fromEntries(o.spec.fields.map((pf, i) => [pf.name, f.partition[i] ?? null])),
+    record_count: f.records,
+    file_size_in_bytes: f.size,
+    column_sizes: lists.size,
+    value_counts: lists.values,
+    null_value_counts: lists.nulls,
+    nan_value_counts: lists.nans,
+    lower_bounds: lists.lower,
+    upper_bounds: lists.upper,
     key_metadata: null,
     split_offsets: null,
     equality_ids: null,

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { DuckDBConnection } from "@duckdb/node-api";
 import type { ObjectStorage } from "../storage/types.js";
 import { tableName, type Catalog, type TableIdentifier } from "./catalog.js";
+import { adoptDataFiles, parquetRelation, planAdoption } from "./adopt.js";
 import { writeDataFiles, type WrittenFile } from "./data-files.js";
 import {
   decodeManifest,
@@ -57,8 +58,12 @@ import {
 export interface TableWriteOptions extends SchemaChangeOptions {
   /** The DuckDB connection that can see the rows. */
   connection: DuckDBConnection;
-  /** The rows: a SQL query, or a table/view name (as SQL: quote it if it needs quoting). */
-  source: { sql: string } | { table: string };
+  /**
+   * The rows: a SQL query, a table/view name (as SQL: quote it if it needs quoting), or local
+   * Parquet files (columns unioned by name, `_floe_*` columns left out). Parquet files that
+   * already are valid data files of the table (see planAdoption) are listed as they are.
+   */
+  source: { sql: string } | { table: string } | { parquet: readonly string[] };
   table: TableIdentifier;
   catalog: Catalog;
   /** The warehouse; every table file is written through it. */
@@ -101,6 +106,8 @@ export interface WriteResult {
   metadataLocation: string;
   addedRecords: number;
   addedFiles: number;
+  /** Of the added files, the source Parquet files listed as they were (not rewritten). */
+  adoptedFiles: number;
   deletedRecords: number;
   deletedFiles: number;
   /** Commit attempts that lost a compare-and-swap (or failed) and were re-applied. */
@@ -166,7 +173,7 @@ type Mode = "append" | "overwrite";
 
 async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
   const name = tableName(o.table);
-  const relation = "sql" in o.source ? `(${o.source.sql.replace(/;\s*$/, "")})` : o.source.table;
+  const relation = relationOf(o.source);
   const columns: SourceColumn[] = (await o.connection.runAndReadAll(`DESCRIBE SELECT * FROM ${relation} AS __floe_src`))
     .getRowObjectsJS()
     .map((r) => ({ name: String(r.column_name), duckdbType: String(r.column_type) }));
@@ -184,15 +191,7 @@ async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
 
   // Data files are written once, with the schema and spec planned on the table as loaded now.
   const planned = plan(o, base.metadata, columns);
-  const files = await writeDataFiles({
-    connection: o.connection,
-    relation,
-    schema: planned.schema,
-    spec: planned.spec,
-    storage: o.storage,
-    dataPrefix: `${keyOf(o.storage, base.metadata.location)}/data`,
-    tmpDir: o.tmpDir,
-  });
+  const { files, adopted } = await writeFiles(o, relation, planned.schema, planned.spec, `${keyOf(o.storage, base.metadata.location)}/data`);
   const snapshotId = newSnapshotId(base.metadata);
   const maxRetries = o.maxCommitRetries ?? 10;
   let maybeLanded: string[] = []; // files of an attempt whose commit outcome is unknown
@@ -204,7 +203,7 @@ async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
       if (!reloaded) throw new Error(`table ${name} disappeared during the commit`);
       base = reloaded;
       const mine = base.metadata.snapshots.find((s) => s["snapshot-id"] === snapshotId);
-      if (mine) return resultOf(mine, base.metadataLocation, attempt - 2, false); // an "unknown" commit did land
+      if (mine) return resultOf(mine, base.metadataLocation, attempt - 2, false, adopted); // an "unknown" commit did land
       const dup = committed(base.metadata);
       await removeQuietly(o.storage, maybeLanded);
       maybeLanded = [];
@@ -226,7 +225,7 @@ async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
       }
       if (committed) {
         await publishVersionHint(o, base.metadata.location, next.version, next.text);
-        return resultOf(next.snapshot, next.location, attempt - 1, false);
+        return resultOf(next.snapshot, next.location, attempt - 1, false, adopted);
       }
       lastError = new CommitConflictError(`table ${name} changed during the commit`);
     } catch (e) {
@@ -237,6 +236,34 @@ async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
   }
   if (maybeLanded.length === 0) await removeQuietly(o.storage, files.map((f) => f.key));
   throw new CommitConflictError(`could not commit to table ${name} after ${maxRetries + 1} attempts: ${String(lastError)}`);
+}
+
+/** The source as a relation for FROM. */
+function relationOf(source: TableWriteOptions["source"]): string {
+  if ("sql" in source) return `(${source.sql.replace(/;\s*$/, "")})`;
+  if ("table" in source) return source.table;
+  return parquetRelation(source.parquet);
+}
+
+/**
+ * The data files of this write, uploaded: Parquet source files that already are data files of the
+ * table are adopted as they are, the rest is written by DuckDB (in one pass over those files).
+ * On failure nothing of this write stays in the storage.
+ */
+async function writeFiles(o: TableWriteOptions, relation: string, schema: Schema, spec: PartitionSpec, dataPrefix: string): Promise<{ files: WrittenFile[]; adopted: number }> {
+  const target = { connection: o.connection, schema, spec, storage: o.storage, dataPrefix, tmpDir: o.tmpDir };
+  if (!("parquet" in o.source)) return { files: await writeDataFiles({ ...target, relation }), adopted: 0 };
+  const paths = o.source.parquet;
+  const plan = await planAdoption({ connection: o.connection, paths, schema, spec });
+  const adopted = await adoptDataFiles(target, plan.adopt);
+  try {
+    const rest = plan.rewrite.map((r) => r.path);
+    const rewritten = rest.length > 0 ? await writeDataFiles({ ...target, relation: parquetRelation(paths, rest) }) : [];
+    return { files: [...adopted, ...rewritten], adopted: adopted.length };
+  } catch (e) {
+    await removeQuietly(o.storage, adopted.map((f) => f.key));
+    throw e;
+  }
 }
 
 /** Creates the table from the rows' columns, or loads it when another writer created it first. */
@@ -462,13 +489,14 @@ async function readVersionHint(storage: ObjectStorage, prefix: string): Promise<
 
 type TableRef = { catalog: Catalog; storage: ObjectStorage; table: TableIdentifier };
 
-function resultOf(s: Snapshot, metadataLocation: string, commitRetries: number, alreadyCommitted: boolean): WriteResult {
+function resultOf(s: Snapshot, metadataLocation: string, commitRetries: number, alreadyCommitted: boolean, adoptedFiles = 0): WriteResult {
   const n = (k: string): number => Number(s.summary[k] ?? 0);
   return {
     snapshotId: s["snapshot-id"].toString(),
     metadataLocation,
     addedRecords: n("added-records"),
     addedFiles: n("added-data-files"),
+    adoptedFiles,
     deletedRecords: n("deleted-records"),
     deletedFiles: n("deleted-data-files"),
     commitRetries,
