@@ -2,7 +2,6 @@ import type { DuckDBInstance } from "@duckdb/node-api";
 import { UserError } from "../errors.js";
 import type { StepContext } from "../dag/types.js";
 import { isAssetDefinition } from "../dag/types.js";
-import { literal } from "../duckdb/sql.js";
 import { tableName, type Catalog, type TableIdentifier } from "../iceberg/catalog.js";
 import type { PartitionFieldInput, Transform } from "../iceberg/partition-spec.js";
 import type { Snapshot, TableMetadata } from "../iceberg/metadata.js";
@@ -128,7 +127,7 @@ async function writeTable(ctx: StepContext, options: IcebergTableOptions, table:
           appendRows({
             ...write,
             connection: con,
-            source: { sql: selectAll(files) },
+            source: { parquet: files },
             summary: { ...summary, [SUMMARY.batches]: JSON.stringify(pending) },
             committedIn: (m) => holding(m, pending),
           }),
@@ -148,7 +147,7 @@ async function writeTable(ctx: StepContext, options: IcebergTableOptions, table:
         overwritePartitions({
           ...write,
           connection: con,
-          source: { sql: selectAll(files) },
+          source: { parquet: files },
           summary: { ...summary, [SUMMARY.source]: source },
           committedIn: (m) => m.snapshots.find((s) => mine(s) && s.summary[SUMMARY.source] === source),
           replaceWhere: mine,
@@ -163,7 +162,7 @@ async function writeTable(ctx: StepContext, options: IcebergTableOptions, table:
         overwritePartitions({
           ...write,
           connection: con,
-          source: { sql: selectAll(files) },
+          source: { parquet: files },
           summary: { ...summary, [SUMMARY.commit]: commit },
           dedupeKey: SUMMARY.commit,
         }),
@@ -186,6 +185,8 @@ async function writeTable(ctx: StepContext, options: IcebergTableOptions, table:
         partitionRows: files.reduce((a, f) => a + f.records, 0),
         files: files.map((f) => f.key),
         icebergCommitRetries: result?.commitRetries ?? 0,
+        // upstream Parquet files listed in the table as they were, without a rewrite
+        icebergAdoptedFiles: result?.adoptedFiles ?? 0,
         mode,
       },
     };
@@ -215,11 +216,6 @@ function batchesOf(s: Snapshot): string[] {
   } catch {
     return [];
   }
-}
-
-/** The rows of staged Parquet files, without floe's lineage columns. */
-function selectAll(files: readonly string[]): string {
-  return `SELECT COLUMNS(c -> NOT starts_with(c, '_floe_')) FROM read_parquet([${files.map(literal).join(", ")}], union_by_name = true)`;
 }
 
 /** Schema errors name the table and the fix; the step fails with one line. */

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { icebergRead } from "icebird";
 import { afterAll, describe, expect, it } from "vitest";
@@ -40,6 +40,22 @@ const table = async (name: string, namespace = "lake") => {
   return t;
 };
 const read = async (name: string, namespace = "lake") => icebergRead({ tableUrl: warehouse.uriOf(`iceberg/${namespace}/${name}`) });
+/** Each data file's Parquet columns carry the table's field ids (DuckDB's parquet_schema). */
+const expectFieldIds = async (name: string, files: readonly string[]) => {
+  const fields = (await table(name)).metadata.schemas.at(-1)!.fields.map((f) => [f.name, f.id]);
+  const { DuckDBInstance } = await import("@duckdb/node-api");
+  const duck = await DuckDBInstance.create(":memory:");
+  const con = await duck.connect();
+  try {
+    for (const f of files) {
+      const ids = (await con.runAndReadAll(`SELECT name, field_id FROM parquet_schema('${join(settings.warehouse, f)}') WHERE column_id > 0`)).getRowObjectsJS();
+      expect(ids.map((r) => [r.name, Number(r.field_id)])).toEqual(fields);
+    }
+  } finally {
+    con.closeSync();
+    duck.closeSync();
+  }
+};
 
 describe("icebergTable", () => {
   const raw = rawFiles("raw_events", { storage: { type: "local", root: "landing" }, glob: "events/*.csv", format: "csv" });
@@ -51,7 +67,8 @@ describe("icebergTable", () => {
     put("events/b.csv", "id,name\n3,cy\n");
     const first = await run(assets, ["raw_events", "lake.events"]);
     expect(first.status).toBe("success");
-    expect(first.steps[1]!.metadata).toMatchObject({ table: "lake.events", addedRecords: 3, rows: 3, partitionRows: 3, mode: "append" });
+    // staged CSV batches carry floe's lineage columns and no field ids: they are rewritten
+    expect(first.steps[1]!.metadata).toMatchObject({ table: "lake.events", addedRecords: 3, rows: 3, partitionRows: 3, mode: "append", icebergAdoptedFiles: 0 });
 
     // Nothing new: no new snapshot.
     const again = await run(assets, ["raw_events", "lake.events"]);
@@ -123,7 +140,12 @@ describe("icebergTable", () => {
     for (const p of ["2025-01-01", "2025-01-02"]) expect((await run([typed, lake], ["typed", "lake.typed"], p)).status).toBe("success");
     version = 2;
     const redo = await run([typed, lake], ["typed", "lake.typed"], "2025-01-01");
-    expect(redo.steps[1]!.metadata).toMatchObject({ addedRecords: 2, partitionRows: 2, files: [expect.stringMatching(/^iceberg\/lake\/typed\/data\/dt_day=2025-01-01\//)] });
+    expect(redo.steps[1]!.metadata).toMatchObject({ addedRecords: 2, partitionRows: 2, icebergAdoptedFiles: 1, files: [expect.stringMatching(/^iceberg\/lake\/typed\/data\/dt_day=2025-01-01\//)] });
+    // duckdbTable's output is Iceberg-ready: the table lists that very file, not a rewrite of it
+    const upstream = readFileSync(join(settings.warehouse, String(redo.steps[0]!.metadata.location), "part-0.parquet"));
+    const listed = readFileSync(join(settings.warehouse, String((redo.steps[1]!.metadata.files as string[])[0])));
+    expect(listed.equals(upstream)).toBe(true);
+    await expectFieldIds("typed", redo.steps[1]!.metadata.files as string[]);
     const rows = (await read("typed")).map((r: Record<string, unknown>): Record<string, unknown> => ({ ...r, dt: (r.dt as Date).toISOString().slice(0, 10), ts: (r.ts as Date).toISOString(), tstz: (r.tstz as Date).toISOString() }));
     const key = (r: Record<string, unknown>) => `${String(r.dt)}-${String(r.i)}`;
     rows.sort((a, b) => key(a).localeCompare(key(b)));
@@ -198,7 +220,8 @@ describe("icebergTable", () => {
     for (const p of ["2025-01-01", "2025-01-02"]) await run([orders, lakeOrders], ["orders2", "lake.orders2"], p);
     n = 3;
     const again = await run([orders, lakeOrders], ["orders2", "lake.orders2"], "2025-01-01");
-    expect(again.steps[1]!.metadata).toMatchObject({ addedRecords: 3, partitionRows: 3 });
+    expect(again.steps[1]!.metadata).toMatchObject({ addedRecords: 3, partitionRows: 3, icebergAdoptedFiles: 1 });
+    await expectFieldIds("orders2", again.steps[1]!.metadata.files as string[]);
     // The Iceberg step alone, on the same upstream materialization (a retry, a recovered run): no new snapshot.
     const snapshots = (await table("orders2")).metadata.snapshots.length;
     const retry = await run([orders, lakeOrders], ["lake.orders2"], "2025-01-01");
