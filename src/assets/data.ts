@@ -113,7 +113,8 @@ export function upstreamLocations(ctx: StepContext, dep: AssetDefinition | strin
 
 /**
  * A DuckDB table expression over what this step reads of an upstream table asset: a
- * `read_parquet` of its current files (copied to `scratch` first when the warehouse is remote).
+ * `read_parquet` of its current files (copied to `scratch` first when the warehouse is remote);
+ * for a rawFiles asset, with `_floe_row`, each row's number in its source file.
  * Throws, naming the asset, when the upstream holds no file.
  *
  * @example
@@ -125,5 +126,10 @@ export async function upstreamReadSql(ctx: StepContext, warehouse: ObjectStorage
   if (files.length === 0) {
     throw new Error(`\`${dep}\`${ctx.partitionKey ? ` partition ${ctx.partitionKey}` : ""} has no data yet (its materialization holds no file)`);
   }
-  return `read_parquet([${files.map(literal).join(", ")}], union_by_name = true)`;
+  const list = `[${files.map(literal).join(", ")}]`;
+  if (!ctx.upstreamPartitions(dep).every((m) => typeof m.metadata.batchId === "string")) return `read_parquet(${list}, union_by_name = true)`;
+  // Staged raw files keep their source's row order: `_floe_row` (1-based) is the row's place in
+  // its file, numbered as it is read (a file staged before floe numbered rows this way holds the
+  // same numbers in a column of that name, which this replaces).
+  return `(SELECT COLUMNS(c -> c NOT IN ('file_row_number', '_floe_row')), file_row_number + 1 AS _floe_row FROM read_parquet(${list}, union_by_name = true, file_row_number = true))`;
 }

@@ -131,7 +131,8 @@ async function refuseRows(
   const count = Number((await con.runAndReadAll(`SELECT count(*) AS n FROM (${invalid.rows})`)).getRowObjectsJS()[0]?.n ?? 0);
   if (count === 0) return 0;
   if (mode === "fail") {
-    const examples = (await con.runAndReadAll(`SELECT * FROM (${invalid.rows}) LIMIT 3`)).getRowObjectsJS();
+    const order = ["_floe_source_file", "_floe_row"].filter((c) => invalid.columns.includes(c));
+    const examples = (await con.runAndReadAll(`SELECT * FROM (${invalid.rows})${order.length > 0 ? ` ORDER BY ${order.join(", ")}` : ""} LIMIT 3`)).getRowObjectsJS();
     const shown = examples.map((e) => `${e._floe_source_file ? `${String(e._floe_source_file)}${e._floe_row ? ` row ${String(e._floe_row)}` : ""}: ` : ""}${String(e._floe_reason)}`);
     throw new Error(`${count} invalid row${count === 1 ? "" : "s"} in \`${ctx.assetKey}\` (onInvalidRows: "fail"), e.g. ${shown.join("; ")}`);
   }

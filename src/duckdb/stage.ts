@@ -28,9 +28,9 @@ export class RawFileError extends Error {
 }
 
 /**
- * Reads one raw file with DuckDB into a staged Parquet file, adding `_floe_source_file`
- * (the storage key) and `_floe_row` (1-based). CSV values stay text: the table contract types
- * them, so a bad value becomes a quarantined row rather than a failed file.
+ * Reads one raw file with DuckDB into a staged Parquet file, in the file's row order, adding
+ * `_floe_source_file` (the storage key). CSV values stay text: the table contract types them,
+ * so a bad value becomes a quarantined row rather than a failed file.
  *
  * @example
  * await stageFile(con, { path: "/tmp/a.csv", format: "csv", source: "orders/2025-01-01/a.csv", target: "/stage/a.parquet" });
@@ -40,7 +40,9 @@ export async function stageFile(
   file: { path: string; format: RawFormat; source: string; target: string; csv?: CsvOptions },
 ): Promise<StagedFile> {
   const reader = await readerSql(file.path, file.format, file.csv ?? {});
-  const query = `SELECT *, ${literal(file.source)} AS _floe_source_file, row_number() OVER () AS _floe_row FROM ${reader}`;
+  // No row number here: a window over the file would hold it whole. The staged file keeps the
+  // source's row order, so readers number rows with read_parquet's file_row_number.
+  const query = `SELECT *, ${literal(file.source)} AS _floe_source_file FROM ${reader}`;
   // DuckDB leaves a partial file behind when a read fails: write aside, rename when whole.
   const tmp = `${file.target}.${randomUUID()}.tmp`;
   try {

@@ -190,3 +190,22 @@ describe("rawFiles from S3", () => {
     expect(() => rawFiles("r", { storage: { type: "local", root: "x" }, glob: "*.csv", format: "xml" as never })).toThrow("rawFiles `r`: format `xml` is not one of csv, json, ndjson, parquet");
   });
 });
+
+describe("rows of raw files keep their place", () => {
+  it("_floe_row is each row's number in its source file: an invalid row is named by file and row", async () => {
+    put("orders/2025-01-05/x.csv", "id,amount\n1,10\n2,20\n3,abc\n4,40\n");
+    put("orders/2025-01-05/y.csv", "id,amount\n5,oops\n");
+    const strict = duckdbTable("strict_orders", {
+      deps: ["raw_orders"],
+      partitions: daily,
+      sql: ({ ref }) => `select * from ${ref("raw_orders")}`,
+      columns: z.object({ id: z.number().int(), amount: z.number() }),
+    });
+    const graph = AssetGraph.build([{ module: "t.ts", pipeline: pipeline("t", { assets: [raw(0), strict] }) }]);
+    const out = await materialize(store, graph, { assets: new Set(["raw_orders", "strict_orders"]), selection: "*", partitions: { key: "2025-01-05" } }, { resources: pool });
+    expect(out.steps.map((s) => [s.asset, s.status])).toEqual([["raw_orders", "success"], ["strict_orders", "failed"]]);
+    expect(out.steps[1]!.error).toBe(
+      "2 invalid rows in `strict_orders` (onInvalidRows: \"fail\"), e.g. orders/2025-01-05/x.csv row 3: amount: cannot cast 'abc' to DOUBLE; orders/2025-01-05/y.csv row 1: amount: cannot cast 'oops' to DOUBLE",
+    );
+  });
+});

@@ -23,7 +23,8 @@ async function stage(name: string, content: string | Buffer, format: RawFormat =
   writeFileSync(path, content);
   const target = join(dir, `${name}.parquet`);
   const staged = await stageFile(con, { path, format, source: `landing/${name}`, target });
-  const rows = (await con.runAndReadAll(`SELECT * FROM read_parquet('${target}') ORDER BY _floe_row`)).getRowObjectsJson();
+  // rows in the source's order: file_row_number is the row's place in the file
+  const rows = (await con.runAndReadAll(`SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS _floe_row FROM read_parquet('${target}', file_row_number = true) ORDER BY file_row_number`)).getRowObjectsJson();
   return { staged, rows };
 }
 
