@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { Command, CommanderError } from "commander";
 import { UserError, isUserError } from "../errors.js";
+import { checksOf, type CheckView } from "../check-results.js";
 import { redact } from "../secrets.js";
 import type { AssetGraph } from "../dag/graph.js";
 import { plan, stepId, type PartitionSelection } from "../dag/plan.js";
@@ -158,7 +159,6 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         const b = ctx.graph.asset(k).partitions?.bounds?.();
         return b !== undefined && b.last - b.first + 1 > RANGE_STATUS_THRESHOLD;
       }));
-      type CheckView = { name: string; severity: string; passed: boolean; message: string };
       const [rows, rangesOf, lastChecks] = await withStore(ctx.settings, "floe status", async (store) => {
         const small = keys.filter((k) => !huge.has(k));
         const rows = await statusOf(store, ctx.graph, small);
@@ -169,18 +169,13 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
           store.latestMaterializations(small),
           store.getStepsOfRuns([...new Set(rows.flatMap((r) => (r.status === "failed" && r.lastRunId !== null ? [r.lastRunId] : [])))]),
         ]);
-        const checkList = (m: Record<string, unknown> | undefined): CheckView[] =>
-          (Array.isArray(m?.checks) ? (m.checks as unknown[]) : []).flatMap((c) => {
-            const v = (typeof c === "object" && c !== null ? c : {}) as Record<string, unknown>;
-            return typeof v.name === "string" ? [{ name: v.name, severity: String(v.severity ?? "error"), passed: v.passed === true, message: String(v.message ?? "") }] : [];
-          });
         const matOf = new Map(mats.map((m) => [stepId(m.asset, m.partition), m]));
         const checks = new Map<string, { at: Date | null; checks: CheckView[] }>();
         for (const r of rows) {
           const id = stepId(r.asset, r.partition);
           const step = r.status === "failed" ? failedSteps.get(r.lastRunId!)?.find((x) => x.asset === r.asset && x.partition === r.partition) : undefined;
           const mat = matOf.get(id);
-          checks.set(id, step ? { at: step.endedAt, checks: checkList(step.metadata) } : { at: mat?.materializedAt ?? null, checks: checkList(mat?.metadata) });
+          checks.set(id, step ? { at: step.endedAt, checks: checksOf(step.metadata) } : { at: mat?.materializedAt ?? null, checks: checksOf(mat?.metadata) });
         }
         return [rows, new Map(await Promise.all([...huge].map(async (k) => [k, (await statusRanges(store, ctx.graph, k))!] as const))), checks] as const;
       });
@@ -285,7 +280,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const checkLines: string[] = [];
       for (const s of steps) {
         const name = stepId(s.asset, s.partition);
-        const checks = Array.isArray(s.metadata.checks) ? (s.metadata.checks as Array<{ name: string; severity: string; passed: boolean; message: string }>) : [];
+        const checks = checksOf(s.metadata);
         if (checks.length > 0) checkLines.push(`  ${name}: ${checks.map((c) => `${c.passed ? "✓" : c.severity === "warn" ? "!" : "✗"} ${c.name}${c.passed ? "" : ` (${c.message})`}`).join(", ")}`);
         if (typeof s.metadata.invalidRows === "number" && s.metadata.invalidRows > 0) {
           checkLines.push(`  ${name}: ${s.metadata.invalidRows} invalid row(s)${typeof s.metadata.quarantine === "string" ? ` quarantined in ${s.metadata.quarantine}` : ""}`);

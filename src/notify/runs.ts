@@ -1,4 +1,5 @@
 import { UserError } from "../errors.js";
+import { checksOf } from "../check-results.js";
 import { isSecretRef, redact, resolveSecret, type SecretRef } from "../secrets.js";
 import type { AssetGraph } from "../dag/graph.js";
 import { select } from "../dag/selection.js";
@@ -166,10 +167,7 @@ export function runNotifications(
   });
 
   const checks = outcome.steps.flatMap((s) =>
-    (Array.isArray(s.metadata.checks) ? (s.metadata.checks as unknown[]) : []).flatMap((c) => {
-      const r = c as { name?: unknown; severity?: unknown; passed?: unknown; message?: unknown };
-      return r.passed === false ? [{ asset: s.asset, partition: s.partition, name: String(r.name), severity: String(r.severity ?? "error"), message: String(r.message ?? "") }] : [];
-    }),
+    checksOf(s.metadata).flatMap((c) => (c.passed ? [] : [{ asset: s.asset, partition: s.partition, name: c.name, severity: c.severity, message: c.message }])),
   );
   if (checks.length > 0) {
     const first = checks[0]!;

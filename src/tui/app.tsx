@@ -12,6 +12,7 @@ import {
 } from "./model.js";
 import type { StatusFeed, StatusSnapshot } from "./status-feed.js";
 import { stepId } from "../dag/plan.js";
+import { checksOf } from "../check-results.js";
 
 /** Beyond this many assets the lineage asks for a selection instead of drawing them all. */
 export const MAX_NODES = 5_000;
@@ -448,7 +449,7 @@ export function App({ graph, feed, initial, actions, details, width, height, col
     const mine = (snapshot.partitions ?? []).filter((r) => r.asset === assetKey);
     const mats = assetDetail?.materializations ?? [];
     const latest = mats[0];
-    const checks = Array.isArray(latest?.metadata.checks) ? (latest!.metadata.checks as Array<{ name?: unknown; passed?: unknown; message?: unknown }>) : [];
+    const checks = checksOf(latest?.metadata);
     const facts = (m: MaterializationRecord): string =>
       ["rows", "addedRecords", "snapshotId", "files", "invalidRows"].filter((k) => typeof m.metadata[k] === "number" || typeof m.metadata[k] === "string").map((k) => `${k} ${String(m.metadata[k])}`).join("  ");
     const partLines: ReactNode[] = [];
@@ -496,7 +497,7 @@ export function App({ graph, feed, initial, actions, details, width, height, col
         {mats.slice(0, room).map((m) => (
           <Text key={`${m.runId}-${m.partition ?? ""}`} wrap="truncate">{`${m.materializedAt.toISOString().slice(0, 16).replace("T", " ")}  ${m.partition ?? ""}  run ${m.runId.slice(0, 8)}  ${facts(m)}`}</Text>
         ))}
-        {checks.length > 0 ? <Text wrap="truncate">{`checks: ${checks.map((c) => `${c.passed ? "✓" : "✗"} ${String(c.name)}${c.passed ? "" : `: ${String(c.message ?? "")}`}`).join("  ")}`}</Text> : null}
+        {checks.length > 0 ? <Text wrap="truncate">{`checks: ${checks.map((c) => `${c.passed ? "✓" : c.severity === "warn" ? "!" : "✗"} ${c.name}${c.passed ? "" : `: ${c.message}`}`).join("  ")}`}</Text> : null}
         {footer}
       </Box>
     );
