@@ -57,10 +57,11 @@ describe("an S3 warehouse", () => {
       expect(first.status, JSON.stringify(first.steps)).toBe("success");
       n = 7;
       const second = await materialize(engine.store, graph, { assets: new Set(graph.keys()), selection: "*" }, { resources: pool });
-      expect(second.steps[1]!.metadata).toMatchObject({ addedRecords: 7, partitionRows: 7 });
+      expect(second.steps[1]!.metadata).toMatchObject({ addedRecords: 7, partitionRows: 7, icebergAdoptedFiles: 1 }); // the duckdbTable file, taken as written
       expect(String(second.steps[1]!.metadata.metadataLocation)).toMatch(new RegExp(`^s3://${server.bucket}/wh/iceberg/lake/s3_numbers/metadata/`));
       const rows = await icebergRead({ tableUrl: `s3://${server.bucket}/wh/iceberg/lake/s3_numbers` });
       expect(rows.map((r) => Number(r.n)).sort()).toEqual([0, 1, 2, 3, 4, 5, 6]);
+      expect(rows.map((r) => String(r.label)).sort()).toEqual(["x0", "x1", "x2", "x3", "x4", "x5", "x6"]);
     } finally {
       globalThis.fetch = realFetch;
       await pool.close();
