@@ -4,6 +4,7 @@ import type { z } from "zod";
 import type { StepContext } from "../dag/types.js";
 import { runChecks, type CheckDefinition, type CheckResult } from "../duckdb/checks.js";
 import { contractFromZod, contractQuery, rawColumn, type ColumnContract } from "../duckdb/contract.js";
+import { countIsScan } from "../duckdb/plan.js";
 import { ident, literal } from "../duckdb/sql.js";
 import { describeDuckDbError } from "../duckdb/stage.js";
 import type { ObjectStorage } from "../storage/types.js";
@@ -56,7 +57,14 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
       if (r === undefined) throw new Error(`\`${ctx.assetKey}\` reads \`${k}\` but does not declare it in deps; add it to deps`);
       return r;
     };
-    const userSql = options.sql({ ref, partition: ctx.partitionKey }).trim().replace(/;\s*$/, "");
+    let userSql = options.sql({ ref, partition: ctx.partitionKey }).trim().replace(/;\s*$/, "");
+    // With a contract the SQL's rows are counted once more (below): when that means running a join,
+    // an aggregate or a window again, its rows go to a scratch file first and are read from there.
+    if (options.columns && !(await sqlStep(ctx, () => countIsScan(con, userSql)))) {
+      const rowsFile = join(scratch, "rows.parquet");
+      await sqlStep(ctx, () => con.run(`COPY (${userSql}) TO ${literal(rowsFile)} (FORMAT parquet, COMPRESSION snappy)`));
+      userSql = `SELECT * FROM read_parquet(${literal(rowsFile)})`;
+    }
     const described = await sqlStep(ctx, () => con.runAndReadAll(`DESCRIBE ${userSql}`));
     const sourceTypes = Object.fromEntries(described.getRowObjectsJS().map((r) => [String(r.column_name), String(r.column_type)]));
     const columns = Object.keys(sourceTypes);

@@ -61,6 +61,18 @@ describe("duckdbTable", () => {
     ] });
   });
 
+  it("a contract over an aggregate: the SQL's rows are kept once, then typed, counted and quarantined", async () => {
+    const totals = duckdbTable("totals", {
+      sql: () => `SELECT k, CASE WHEN k = 2 THEN 'n/a' ELSE sum(v)::VARCHAR END AS total FROM (VALUES (1, 10), (1, 5), (2, 7), (3, 1)) t(k, v) GROUP BY k`,
+      columns: z.object({ k: z.number().int(), total: z.number() }),
+      onInvalidRows: "quarantine",
+    });
+    const outcome = await run([totals]);
+    expect(outcome.steps[0]).toMatchObject({ status: "success", metadata: { rows: 2, invalidRows: 1, quarantinedRows: 1 } });
+    expect(await rows(outcome.steps[0]!.metadata.location, "k")).toEqual([{ k: "1", total: 15 }, { k: "3", total: 1 }]);
+    expect((await rows(outcome.steps[0]!.metadata.quarantine)).map((r) => [r.k, r.total, r._floe_reason])).toEqual([[2, "n/a", "total: cannot cast 'n/a' to DOUBLE"]]);
+  });
+
   it("onInvalidRows fail names the count and shows examples; nothing is recorded", async () => {
     const strict = duckdbTable("strict", { sql: () => "SELECT 'x' AS id UNION ALL SELECT '2'", columns: z.object({ id: z.number().int() }) });
     const outcome = await run([strict]);

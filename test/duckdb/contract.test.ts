@@ -2,6 +2,7 @@ import { DuckDBInstance, type DuckDBConnection } from "@duckdb/node-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { checks, runChecks } from "../../src/duckdb/checks.js";
+import { countIsScan } from "../../src/duckdb/plan.js";
 import { contractFromZod, contractQuery, rawColumn, typedColumn, typedSql } from "../../src/duckdb/contract.js";
 
 let instance: DuckDBInstance;
@@ -108,5 +109,18 @@ describe("checks", () => {
     ]);
     const ok = await runChecks(con, "t", [checks.rowCount({ min: 4 }), checks.notNull("status")]);
     expect(ok.every((r) => r.passed)).toBe(true);
+  });
+});
+
+describe("countIsScan", () => {
+  it("says whether counting a query's rows only scans and filters, with the same count every time", async () => {
+    await con.run("CREATE TABLE scan_src AS SELECT range AS id, range % 3 AS k FROM range(10)");
+    expect(await countIsScan(con, "SELECT id FROM scan_src WHERE id > 2")).toBe(true);
+    expect(await countIsScan(con, "SELECT 'x' AS id UNION ALL SELECT '2'")).toBe(true);
+    expect(await countIsScan(con, "SELECT k, count(*) FROM scan_src GROUP BY k")).toBe(false);
+    expect(await countIsScan(con, "SELECT a.id FROM scan_src a JOIN scan_src b ON a.id = b.k")).toBe(false);
+    expect(await countIsScan(con, "SELECT id, row_number() OVER (ORDER BY id) AS n FROM scan_src")).toBe(false);
+    expect(await countIsScan(con, "SELECT id FROM scan_src USING SAMPLE 50%")).toBe(false);
+    expect(await countIsScan(con, "SELECT id FROM scan_src WHERE random() < 0.5")).toBe(false);
   });
 });
