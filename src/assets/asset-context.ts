@@ -30,15 +30,25 @@ const TOKEN = /__floe_ref_(\d+)__/g;
  * const rows = await withDuckdb(ctx).duckdb.all(`select count(*) as n from ${ctx.ref(orders)}`);
  */
 export function withDuckdb(ctx: StepContext): AssetContext {
+  // One token per upstream asset, and its read resolved once per step: two refs of one asset, or
+  // two queries over it, do not copy its files twice from a remote warehouse.
   const refs: string[] = [];
+  const reads = new Map<number, Promise<string>>();
+  const read = (i: number): Promise<string> => {
+    let r = reads.get(i);
+    if (r === undefined) {
+      r = (async () => upstreamReadSql(ctx, await ctx.resource<ObjectStorage>("warehouse"), await scratchDir(ctx), refs[i]!))();
+      r.catch(() => reads.delete(i)); // a failed read is tried again by the next query
+      reads.set(i, r);
+    }
+    return r;
+  };
   const expand = async (sql: string): Promise<string> => {
     const used = [...new Set([...sql.matchAll(TOKEN)].map((m) => Number(m[1])))];
     if (used.length === 0) return sql;
-    const warehouse = await ctx.resource<ObjectStorage>("warehouse");
-    const scratch = await scratchDir(ctx);
-    const reads = new Map<number, string>();
-    for (const i of used) reads.set(i, await upstreamReadSql(ctx, warehouse, scratch, refs[i]!));
-    return sql.replace(TOKEN, (_, i: string) => reads.get(Number(i))!);
+    const resolved = new Map<number, string>();
+    for (const i of used) resolved.set(i, await read(i));
+    return sql.replace(TOKEN, (_, i: string) => resolved.get(Number(i))!);
   };
   const withConnection = async <T>(fn: (con: Awaited<ReturnType<DuckDBInstance["connect"]>>) => Promise<T>): Promise<T> => {
     const db = await ctx.resource<DuckDBInstance>("duckdb");
@@ -63,8 +73,8 @@ export function withDuckdb(ctx: StepContext): AssetContext {
     ref(dep: AssetDep): string {
       const key = typeof dep === "string" ? dep : isAssetDefinition(dep) ? dep.key : String(dep);
       if (!ctx.asset.deps.includes(key)) throw new Error(`\`${ctx.assetKey}\` reads \`${key}\` but does not declare it in deps; add it to deps`);
-      refs.push(key);
-      return `__floe_ref_${refs.length - 1}__`;
+      const known = refs.indexOf(key);
+      return `__floe_ref_${known >= 0 ? known : refs.push(key) - 1}__`;
     },
   }) as AssetContext;
 }

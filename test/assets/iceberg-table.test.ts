@@ -186,6 +186,20 @@ describe("icebergTable", () => {
     const out = await run([typed, lake, revenue], ["typed_revenue"], "2025-01-02");
     expect(out.status, JSON.stringify(out.steps)).toBe("success");
     expect(out.steps[0]!.metadata).toEqual({ n: 2, total: -0.75 });
+    // one upstream, one token and one read per step, however often it is named
+    const twice = asset("typed_twice", {
+      deps: [lake],
+      partitions: daily,
+      async materialize(ctx) {
+        const a = ctx.ref(lake);
+        const b = ctx.ref(lake.key);
+        const pairs = await ctx.duckdb.all(`select count(*)::INT as n from ${a} x join ${b} y on true`);
+        const again = await ctx.duckdb.all(`select count(*)::INT as n from ${ctx.ref(lake)}`);
+        return { metadata: { same: a === b, pairs: pairs[0]?.n, n: again[0]?.n } };
+      },
+    });
+    const both = await run([typed, lake, twice], ["typed_twice"], "2025-01-02");
+    expect(both.steps[0]!.metadata).toEqual({ same: true, pairs: 4, n: 2 });
     const undeclared = asset("sneaky", { async materialize(ctx) { ctx.ref(lake); } });
     const bad = await run([typed, lake, undeclared], ["sneaky"]);
     expect(bad.steps[0]!.error).toBe("`sneaky` reads `lake.typed` but does not declare it in deps; add it to deps");
