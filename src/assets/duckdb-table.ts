@@ -60,7 +60,7 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
     let userSql = options.sql({ ref, partition: ctx.partitionKey }).trim().replace(/;\s*$/, "");
     // With a contract the SQL's rows are counted once more (below): when that means running a join,
     // an aggregate or a window again, its rows go to a scratch file first and are read from there.
-    if (options.columns && !(await sqlStep(ctx, () => countIsScan(con, userSql)))) {
+    if (contract && !(await sqlStep(ctx, () => countIsScan(con, userSql)))) {
       const rowsFile = join(scratch, "rows.parquet");
       await sqlStep(ctx, () => con.run(`COPY (${userSql}) TO ${literal(rowsFile)} (FORMAT parquet, COMPRESSION snappy)`));
       userSql = `SELECT * FROM read_parquet(${literal(rowsFile)})`;
@@ -70,14 +70,14 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
     const columns = Object.keys(sourceTypes);
     // The valid rows are written once, straight to the output file; the checks read that file.
     let outSql = userSql;
-    let invalid: { count: number; rows: string; contract: ColumnContract[]; columns: string[] } | undefined;
+    let invalid: { rows: string; contract: ColumnContract[]; columns: string[] } | undefined;
     if (contract) {
       const missing = contract.filter((c) => !columns.includes(c.name)).map((c) => c.name);
       if (missing.length > 0) throw new Error(`SQL of \`${ctx.assetKey}\` returns no column ${missing.map((m) => `\`${m}\``).join(", ")}, which \`columns\` requires`);
       const named = new Set(contract.map((c) => c.name));
       const q = contractQuery(`(${userSql})`, contract, { keep: columns.filter((c) => !named.has(c)), sourceTypes });
       outSql = q.validRows;
-      invalid = { count: 0, rows: q.invalidRows, contract, columns };
+      invalid = { rows: q.invalidRows, contract, columns };
     }
     const out = join(scratch, "part-0.parquet");
     const outColumns = (await sqlStep(ctx, () => con.runAndReadAll(`DESCRIBE ${outSql}`))).getRowObjectsJS().map((r) => ({ name: String(r.column_name), duckdbType: String(r.column_type) }));
@@ -87,16 +87,18 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
     const copied = await sqlStep(ctx, () => con.runAndReadAll(`COPY (${outSql}) TO ${literal(out)} (FORMAT parquet, COMPRESSION snappy${ids ? `, ${ids}` : ""}, RETURN_STATS)`));
     const rows = Number(copied.getRowObjectsJS()[0]?.count ?? 0);
     let quarantine: string | undefined;
+    let invalidRows = 0;
     if (invalid) {
       // Rows the contract refused = rows of the SQL - rows written; only then are they read again.
       const total = Number((await con.runAndReadAll(`SELECT count(*) AS n FROM (${userSql})`)).getRowObjectsJS()[0]?.n ?? 0);
-      if (total > rows) invalid.count = await refuseRows(ctx, con, invalid, options.onInvalidRows ?? "fail", scratch, async (file) => {
+      const refused = total > rows ? await refuseRows(ctx, con, invalid, options.onInvalidRows ?? "fail", scratch) : undefined;
+      if (refused) {
+        invalidRows = refused.count;
         quarantine = newLocation("quarantine", ctx);
-        await warehouse.upload(file, `${quarantine}/part-0.parquet`);
-        return quarantine;
-      });
+        await warehouse.upload(refused.file, `${quarantine}/part-0.parquet`);
+        ctx.log.warn(`${invalidRows} invalid rows quarantined`, { location: quarantine });
+      }
     }
-    const invalidRows = invalid?.count ?? 0;
     const results: CheckResult[] = await runChecks(con, `read_parquet(${literal(out)})`, options.checks ?? []);
     const location = newLocation("tables", ctx);
     const failed = results.filter((r) => !r.passed);
@@ -125,8 +127,8 @@ async function materializeTable(ctx: StepContext, options: DuckdbTableOptions, c
 
 /**
  * The rows the contract refused: with `fail`, an error naming their count and a few examples;
- * with `quarantine`, their values as they came and their reasons, written to a file that
- * `keep` stores. Returns their count.
+ * with `quarantine`, their count and a scratch file of their values as they came, with their
+ * reasons (undefined when there are none).
  */
 async function refuseRows(
   ctx: StepContext,
@@ -134,10 +136,9 @@ async function refuseRows(
   invalid: { rows: string; contract: ColumnContract[]; columns: string[] },
   mode: "fail" | "quarantine",
   scratch: string,
-  keep: (file: string) => Promise<string>,
-): Promise<number> {
+): Promise<{ count: number; file: string } | undefined> {
   const count = Number((await con.runAndReadAll(`SELECT count(*) AS n FROM (${invalid.rows})`)).getRowObjectsJS()[0]?.n ?? 0);
-  if (count === 0) return 0;
+  if (count === 0) return undefined;
   if (mode === "fail") {
     const order = ["_floe_source_file", "_floe_row"].filter((c) => invalid.columns.includes(c));
     const examples = (await con.runAndReadAll(`SELECT * FROM (${invalid.rows})${order.length > 0 ? ` ORDER BY ${order.join(", ")}` : ""} LIMIT 3`)).getRowObjectsJS();
@@ -149,9 +150,7 @@ async function refuseRows(
   const values = invalid.columns.map((c) => `${ident(rawOf.get(c) ?? c)} AS ${ident(c)}`);
   const file = join(scratch, "quarantine.parquet");
   await con.run(`COPY (SELECT ${values.join(", ")}, _floe_reason FROM (${invalid.rows})) TO ${literal(file)} (FORMAT parquet)`);
-  const where = await keep(file);
-  ctx.log.warn(`${count} invalid rows quarantined`, { location: where });
-  return count;
+  return { count, file };
 }
 
 async function sqlStep<T>(ctx: StepContext, run: () => Promise<T>): Promise<T> {

@@ -152,21 +152,6 @@ export function contractQuery(
 }
 
 /**
- * Every row of `source`, typed by the contract, with `_floe_reason` (NULL for a valid row); extra
- * columns listed in `keep` pass through, and with `raw` each contract column's value as it came
- * (as `rawColumn(i)`).
- *
- * @example
- * const q = typedSql("staged", contract, ["_floe_source_file"]);
- * await con.run(`create table typed as ${q}`);
- */
-export function typedSql(source: string, columns: readonly ColumnContract[], keep: readonly string[] = [], raw = false): string {
-  const q = contractQuery(source, columns, { keep });
-  const outer = [q.typed, ...keep.map(ident), ...(raw ? columns.map((_, i) => ident(rawColumn(i))) : []), `${q.reason} AS _floe_reason`].filter((p) => p !== "");
-  return `SELECT ${outer.join(", ")} FROM ${q.from}`;
-}
-
-/**
  * TRY_CAST of `expr` to `type`. Text to TIMESTAMPTZ without a zone in the text (the common
  * `2025-01-01 10:00:00`) is read as a TIMESTAMP and taken as UTC, which is what ICU's cast does
  * with the session zone UTC that floe sets, at a quarter of the cost; text with an offset or a
