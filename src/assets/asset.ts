@@ -49,6 +49,8 @@ export interface AssetOptions {
 export interface KindAssetOptions extends AssetOptions {
   kind: string;
   sensor?: SensorDefinition;
+  /** See {@link AssetDefinition.pendingWork}. */
+  pendingWork?: AssetDefinition["pendingWork"];
 }
 
 function normaliseTags(tags: AssetOptions["tags"]): Record<string, string> {
@@ -90,6 +92,7 @@ export function defineAsset(key: string, options: KindAssetOptions): AssetDefini
     ...(options.pool !== undefined ? { pool: options.pool } : {}),
     ...(options.description !== undefined ? { description: options.description } : {}),
     ...(options.sensor ? { sensor: options.sensor } : {}),
+    ...(options.pendingWork ? { pendingWork: options.pendingWork } : {}),
     ...(options.automation ? { automation: options.automation } : {}),
     ...(options.backfillPolicy !== undefined && options.backfillPolicy !== "per-partition" ? { backfillPolicy: options.backfillPolicy } : {}),
   };

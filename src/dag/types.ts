@@ -128,6 +128,15 @@ export interface AssetDefinition {
   readonly automation?: "eager";
   /** `single-run` or `{ maxPartitionsPerRun }`: a run's partitions of this asset go to one `materialize` call (`ctx.partitionKeys`). */
   readonly backfillPolicy?: AssetBackfillPolicy;
+  /**
+   * Whether a materialized partition still has work waiting (a rawFiles partition with files
+   * not ingested yet). A rerun from failure runs such a step again instead of reusing it, so a
+   * run cut short (SIGTERM, a dead worker) never ends "success" with data left behind.
+   *
+   * @example
+   * pendingWork: async (ctx, partition) => (await ledgerOf(ctx).pending(key, partition)) > 0,
+   */
+  pendingWork?(ctx: SensorContext, partition: string | null): Promise<boolean>;
   materialize(ctx: StepContext): Promise<MaterializeResult | void> | MaterializeResult | void;
 }
 
