@@ -4,7 +4,7 @@ import type { StepContext } from "../dag/types.js";
 import { isAssetDefinition } from "../dag/types.js";
 import { tableName, type Catalog, type TableIdentifier } from "../iceberg/catalog.js";
 import type { PartitionFieldInput, Transform } from "../iceberg/partition-spec.js";
-import type { Snapshot, TableMetadata } from "../iceberg/metadata.js";
+import type { Snapshot } from "../iceberg/metadata.js";
 import type { WriteResult } from "../iceberg/table-writer.js";
 import type { ObjectStorage } from "../storage/types.js";
 import { defineAsset, type AssetDep, type AssetOptions } from "./asset.js";
@@ -17,7 +17,18 @@ export interface IcebergTableOptions extends Omit<AssetOptions, "materialize" | 
   deps?: readonly AssetDep[];
   /** Iceberg identifier `namespace.table` (default: the asset key; a key without a dot goes to `default`). */
   table?: string;
-  /** Partitioning of the table when it is created: identity, year, month, day or hour of a column. */
+  /**
+   * Partitioning of the table when it is created: identity, year, month, day or hour of a column.
+   * A year/month/day/hour of a text column (a CSV or JSON string from a rawFiles `from`, which
+   * is staged as it came) makes that column a `timestamptz` column of the new table: its values
+   * are cast as a `columns` contract casts `z.date()` (a date-time without an offset or zone is
+   * UTC; one with `+02:00` or `Europe/Paris` is that instant). The cast is decided when the table
+   * is created and holds from then on: every later write of text into that column is cast the
+   * same way (as is text into any date, timestamp or timestamptz partition column). A value that
+   * does not cast fails the step with one line naming the column and the value, and nothing is
+   * committed; to set such rows aside instead, put a duckdbTable with a `columns` contract in
+   * between. Other text columns stay strings.
+   */
   partitionBy?: readonly PartitionFieldInput[];
   /**
    * `append` (default): every upstream row lands once. Batches of a rawFiles `from` are appended
@@ -88,7 +99,7 @@ function identifier(text: string, where: string): TableIdentifier {
 
 async function writeTable(ctx: StepContext, options: IcebergTableOptions, table: TableIdentifier, mode: "append" | "overwrite-partition") {
   // The writer (avsc, manifests) loads only when a table is written: pipeline modules stay light.
-  const [{ appendRows, loadTable, overwritePartitions }, { liveDataFiles }] = await Promise.all([import("../iceberg/table-writer.js"), import("../iceberg/table-reader.js")]);
+  const [{ appendBatches, loadTable, overwritePartitions }, { liveDataFiles }] = await Promise.all([import("../iceberg/table-writer.js"), import("../iceberg/table-reader.js")]);
   const catalog = await ctx.resource<Catalog>("iceberg");
   const warehouse = await ctx.resource<ObjectStorage>("warehouse");
   const db = await ctx.resource<DuckDBInstance>("duckdb");
@@ -110,32 +121,27 @@ async function writeTable(ctx: StepContext, options: IcebergTableOptions, table:
   const summary = { [SUMMARY.run]: ctx.runId, [SUMMARY.asset]: ctx.assetKey, [SUMMARY.partition]: partition };
   const con = await db.connect();
   try {
-    let result: WriteResult | undefined;
-    let written = 0;
+    let result: Pick<WriteResult, "addedRecords" | "commitRetries" | "adoptedFiles"> | undefined;
+    let batchCounts: Record<string, number> = {};
     const batched = ctx.upstreamPartitions(fromKey).every((m) => Array.isArray(m.metadata.locations));
     if (mode === "append" && batched) {
-      // Append the batches no snapshot holds yet; when a concurrent writer committed some of them
-      // first, look again (its commit is the one that counts).
-      for (let round = 0; round < 5; round++) {
-        const existing = await loadTable({ catalog, storage: warehouse, table });
-        const done = existing ? committedBatches(existing.metadata) : new Set<string>();
-        const pending = batches.filter((b) => !done.has(b));
-        if (pending.length === 0) break;
-        const files = await localParquetFiles(warehouse, pending, scratch);
-        if (files.length === 0) break;
-        result = await guard(ctx, table, () =>
-          appendRows({
-            ...write,
-            connection: con,
-            source: { parquet: files },
-            summary: { ...summary, [SUMMARY.batches]: JSON.stringify(pending) },
-            committedIn: (m) => holding(m, pending),
-          }),
-        );
-        if (!result.alreadyCommitted) {
-          written += result.addedRecords;
-          break;
-        }
+      // Each upstream batch once: the writer appends, in one snapshot, the batches no snapshot
+      // holds yet, looking again on every commit attempt. A batch's files are read only when the
+      // table does not hold it.
+      const r = await guard(ctx, table, fromKey, () =>
+        appendBatches({
+          ...write,
+          connection: con,
+          summary,
+          batchesKey: SUMMARY.batches,
+          batches: batches.map((id) => ({ id, files: () => localParquetFiles(warehouse, [id], scratch) })),
+        }),
+      );
+      result = r;
+      batchCounts = { icebergBatchesCommitted: r.committed.length, icebergBatchesFound: r.found.length };
+      if (r.empty.length > 0) {
+        ctx.log.warn(`${r.empty.length} batch${r.empty.length === 1 ? "" : "es"} of \`${fromKey}\` hold no file, nothing to append: ${r.empty.slice(0, 3).join(", ")}${r.empty.length > 3 ? ", …" : ""}`);
+        batchCounts.icebergBatchesEmpty = r.empty.length;
       }
     } else if (mode === "append") {
       // `from` recomputes the whole partition: its rows replace the rows this asset partition
@@ -143,32 +149,37 @@ async function writeTable(ctx: StepContext, options: IcebergTableOptions, table:
       const source = JSON.stringify(batches);
       const files = await localParquetFiles(warehouse, batches, scratch);
       const mine = (s: Snapshot | undefined): boolean => s?.summary[SUMMARY.asset] === ctx.assetKey && s.summary[SUMMARY.partition] === partition;
-      if (files.length > 0) result = await guard(ctx, table, () =>
-        overwritePartitions({
-          ...write,
-          connection: con,
-          source: { parquet: files },
-          summary: { ...summary, [SUMMARY.source]: source },
-          committedIn: (m) => m.snapshots.find((s) => mine(s) && s.summary[SUMMARY.source] === source),
-          replaceWhere: mine,
-        }),
-      );
-      if (result && !result.alreadyCommitted) written = result.addedRecords;
+      if (files.length > 0) {
+        const r = await guard(ctx, table, fromKey, () =>
+          overwritePartitions({
+            ...write,
+            connection: con,
+            source: { parquet: files },
+            summary: { ...summary, [SUMMARY.source]: source },
+            committedIn: (m) => m.snapshots.find((s) => mine(s) && s.summary[SUMMARY.source] === source),
+            replaceWhere: mine,
+          }),
+        );
+        result = r.alreadyCommitted ? { ...r, addedRecords: 0 } : r;
+      }
     } else {
       const files = await localParquetFiles(warehouse, batches, scratch);
       const commit = `${ctx.runId}:${ctx.attempt}:${partition}`;
       // no upstream rows touch any partition: a dynamic overwrite replaces nothing, so nothing is committed
-      if (files.length > 0) result = await guard(ctx, table, () =>
-        overwritePartitions({
-          ...write,
-          connection: con,
-          source: { parquet: files },
-          summary: { ...summary, [SUMMARY.commit]: commit },
-          dedupeKey: SUMMARY.commit,
-        }),
-      );
-      if (result && !result.alreadyCommitted) written = result.addedRecords;
+      if (files.length > 0) {
+        const r = await guard(ctx, table, fromKey, () =>
+          overwritePartitions({
+            ...write,
+            connection: con,
+            source: { parquet: files },
+            summary: { ...summary, [SUMMARY.commit]: commit },
+            dedupeKey: SUMMARY.commit,
+          }),
+        );
+        result = r.alreadyCommitted ? { ...r, addedRecords: 0 } : r;
+      }
     }
+    const written = result?.addedRecords ?? 0;
     const current = await loadTable({ catalog, storage: warehouse, table });
     // What ref() reads of this asset partition: the live files its own commits added.
     const files = current
@@ -187,6 +198,7 @@ async function writeTable(ctx: StepContext, options: IcebergTableOptions, table:
         icebergCommitRetries: result?.commitRetries ?? 0,
         // upstream Parquet files listed in the table as they were, without a rewrite
         icebergAdoptedFiles: result?.adoptedFiles ?? 0,
+        ...batchCounts,
         mode,
       },
     };
@@ -195,36 +207,22 @@ async function writeTable(ctx: StepContext, options: IcebergTableOptions, table:
   }
 }
 
-/** Every upstream batch some snapshot of the table holds. */
-function committedBatches(m: TableMetadata): Set<string> {
-  const out = new Set<string>();
-  for (const s of m.snapshots) for (const b of batchesOf(s)) out.add(b);
-  return out;
-}
-
-function holding(m: TableMetadata, pending: readonly string[]): Snapshot | undefined {
-  const wanted = new Set(pending);
-  return m.snapshots.find((s) => batchesOf(s).some((b) => wanted.has(b)));
-}
-
-function batchesOf(s: Snapshot): string[] {
-  const text = s.summary[SUMMARY.batches];
-  if (text === undefined) return [];
-  try {
-    const v: unknown = JSON.parse(text);
-    return Array.isArray(v) ? v.filter((b): b is string => typeof b === "string") : [];
-  } catch {
-    return [];
-  }
-}
-
-/** Schema errors name the table and the fix; the step fails with one line. */
-async function guard<T>(ctx: StepContext, table: TableIdentifier, fn: () => Promise<T>): Promise<T> {
+/**
+ * Writer errors a user can act on become one line naming the asset and the table: a schema
+ * change, or a text value in a date/time partition column that is not a date-time (the fix: a
+ * duckdbTable with a `columns` contract between, which types it or sets the row aside).
+ */
+async function guard<T>(ctx: StepContext, table: TableIdentifier, fromKey: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
     if (e instanceof Error && e.name === "IcebergSchemaError") {
       throw new Error(`\`${ctx.assetKey}\` (Iceberg ${tableName(table)}): ${e.message}`);
+    }
+    if (e instanceof Error && e.name === "IcebergValueError") {
+      const column = (e as Error & { column?: unknown }).column;
+      const fix = `put a duckdbTable with a \`columns\` contract (${String(column)}: z.date()) between \`${fromKey}\` and \`${ctx.assetKey}\``;
+      throw new Error(`\`${ctx.assetKey}\` (Iceberg ${tableName(table)}): ${e.message}; ${fix}`);
     }
     throw e;
   }

@@ -156,8 +156,11 @@ export function contractQuery(
  * `2025-01-01 10:00:00`) is read as a TIMESTAMP and taken as UTC, which is what ICU's cast does
  * with the session zone UTC that floe sets, at a quarter of the cost; text with an offset or a
  * zone name takes ICU's cast.
+ *
+ * @example
+ * castSql('"ts"', "TIMESTAMPTZ", "VARCHAR") // → CASE WHEN <no zone in "ts"> THEN … ELSE TRY_CAST("ts" AS TIMESTAMPTZ) END
  */
-function castSql(expr: string, type: string, sourceType: string | undefined): string {
+export function castSql(expr: string, type: string, sourceType: string | undefined): string {
   const to = type.trim().toUpperCase();
   const from = sourceType?.trim().toUpperCase();
   if ((to === "TIMESTAMPTZ" || to === "TIMESTAMP WITH TIME ZONE") && from === "VARCHAR") {

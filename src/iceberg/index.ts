@@ -1,7 +1,7 @@
 // Iceberg v2 tables written from DuckDB: see table-writer.ts for the operations.
 
-export { appendRows, overwritePartitions, loadTable, keyOf, CommitConflictError } from "./table-writer.js";
-export type { TableWriteOptions, WriteResult, LoadedTable } from "./table-writer.js";
+export { appendBatches, appendRows, overwritePartitions, loadTable, keyOf, CommitConflictError, IcebergValueError } from "./table-writer.js";
+export type { BatchAppendOptions, BatchAppendResult, TableWriteOptions, UpstreamBatch, WriteResult, LoadedTable } from "./table-writer.js";
 export { tableName } from "./catalog.js";
 export type { Catalog, TableIdentifier, TablePointer } from "./catalog.js";
 export { SqlCatalog, sqlCatalog, icebergCatalogMigration } from "./sql-catalog.js";

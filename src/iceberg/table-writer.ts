@@ -5,10 +5,11 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { DuckDBConnection } from "@duckdb/node-api";
+import { castSql } from "../duckdb/contract.js";
 import type { ObjectStorage } from "../storage/types.js";
 import { tableName, type Catalog, type TableIdentifier } from "./catalog.js";
 import { adoptDataFiles, parquetRelation, planAdoption } from "./adopt.js";
-import { writeDataFiles, type WrittenFile } from "./data-files.js";
+import { ident, inBatches, literal, writeDataFiles, type WrittenFile } from "./data-files.js";
 import {
   decodeManifest,
   decodeManifestList,
@@ -70,7 +71,14 @@ export interface TableWriteOptions extends SchemaChangeOptions {
   storage: ObjectStorage;
   /** Table folder as a key of `storage`, used when the table is created (default `<namespace…>/<name>`). */
   location?: string;
-  /** Partitioning of a new table; for an existing one it must match (spec evolution is not supported). Default: the table's, or unpartitioned. */
+  /**
+   * Partitioning of a new table; for an existing one it must match (spec evolution is not
+   * supported). Default: the table's, or unpartitioned. A text (VARCHAR) column under a year,
+   * month, day or hour transform becomes a `timestamptz` column of the new table, its values
+   * cast as floe's contracts cast date-times (no offset or zone: UTC); later writes of text into
+   * a date/time partition source column are cast the same way. A value that does not cast fails
+   * the write with an IcebergValueError naming the column and the value; nothing is committed.
+   */
   partitionBy?: readonly PartitionFieldInput[];
   /** Table properties of a new table. */
   properties?: Record<string, string>;
@@ -116,6 +124,42 @@ export interface WriteResult {
   alreadyCommitted: boolean;
 }
 
+/** An upstream batch to append once: its id, as snapshot summaries list it, and its rows. */
+export interface UpstreamBatch {
+  id: string;
+  /**
+   * The batch's local Parquet files, or a function giving them, called only while no snapshot
+   * holds the batch (so a batch already in the table is never read, nor downloaded).
+   */
+  files: readonly string[] | (() => Promise<readonly string[]>);
+}
+
+export interface BatchAppendOptions extends Omit<TableWriteOptions, "source" | "dedupeKey" | "committedIn" | "replaceWhere"> {
+  /** The batches; a batch id given twice counts once. */
+  batches: readonly UpstreamBatch[];
+  /** The snapshot summary key that lists a snapshot's batches as a JSON array (default `floe.batches`). */
+  batchesKey?: string;
+}
+
+export interface BatchAppendResult {
+  /** The snapshot this call committed (64-bit, as a decimal string), or null when it committed nothing. */
+  snapshotId: string | null;
+  /** The table's metadata when the call ended, or null when there is no table (no batch had a file). */
+  metadataLocation: string | null;
+  /** The batches this call's snapshot holds, in the order given. */
+  committed: string[];
+  /** The batches another snapshot already held when this call committed (or gave up): not appended again. */
+  found: string[];
+  /** The batches without any Parquet file: nothing to append, so no snapshot lists them. */
+  empty: string[];
+  addedRecords: number;
+  addedFiles: number;
+  /** Of the added files, the source Parquet files listed as they were (not rewritten). */
+  adoptedFiles: number;
+  /** Commit attempts that lost a compare-and-swap (or failed) and were re-applied. */
+  commitRetries: number;
+}
+
 /** The commit lost every compare-and-swap; nothing of this write is visible. */
 export class CommitConflictError extends Error {
   constructor(message: string) {
@@ -124,11 +168,26 @@ export class CommitConflictError extends Error {
   }
 }
 
+/** A value the table cannot take (text in a date/time partition column that is not a date-time); nothing was committed. */
+export class IcebergValueError extends Error {
+  constructor(
+    readonly column: string,
+    readonly value: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "IcebergValueError";
+  }
+}
+
 /** A loaded table: its metadata and where that metadata lives. */
 export interface LoadedTable {
   metadataLocation: string;
   metadata: TableMetadata;
 }
+
+/** The summary key of the batches a snapshot holds, unless the caller names another. */
+const BATCHES_KEY = "floe.batches";
 
 /**
  * Loads a table's current metadata through the catalog, or undefined when it does not exist.
@@ -169,29 +228,157 @@ export function overwritePartitions(o: TableWriteOptions): Promise<WriteResult> 
   return write(o, "overwrite");
 }
 
+/**
+ * Appends a set of upstream batches exactly once, in one snapshot (operation `append`) whose
+ * summary lists them (`floe.batches`, a JSON array of ids). On every commit attempt the current
+ * table version is read again and the batches some snapshot of it already lists are dropped
+ * (their rows are rewritten without them when that changes what this call writes); the commit
+ * is a compare-and-swap on that very version, so no other snapshot can have taken a batch in
+ * between. Nothing is committed when no batch is left. A call repeated after its commit (a step
+ * that crashed before recording it) finds every batch and appends nothing.
+ *
+ * @example
+ * const r = await appendBatches({ connection, table, catalog, storage, summary: { "floe.run-id": runId },
+ *   batches: [{ id: "raw/orders/2025-01-01/run1-1", files: ["/wh/raw/orders/2025-01-01/run1-1/7.parquet"] }] });
+ * r.committed; // → ["raw/orders/2025-01-01/run1-1"], or [] with r.found listing it when a snapshot already held it
+ */
+export async function appendBatches(o: BatchAppendOptions): Promise<BatchAppendResult> {
+  const key = o.batchesKey ?? BATCHES_KEY;
+  const seen = new Set<string>();
+  const batches = o.batches.filter((b) => !seen.has(b.id) && seen.add(b.id));
+  const filesOf = new Map<string, readonly string[]>();
+  let found: string[] = [];
+  let empty: string[] = [];
+  const decide = async (m: TableMetadata | undefined): Promise<Intent> => {
+    const held = m ? heldBatches(m, key) : new Set<string>();
+    const pending = batches.filter((b) => !held.has(b.id));
+    found = batches.filter((b) => held.has(b.id)).map((b) => b.id);
+    await inBatches(pending.filter((b) => !filesOf.has(b.id)), 4, async (b) => {
+      filesOf.set(b.id, typeof b.files === "function" ? await b.files() : b.files);
+    });
+    const todo = pending.filter((b) => (filesOf.get(b.id) ?? []).length > 0);
+    empty = pending.filter((b) => (filesOf.get(b.id) ?? []).length === 0).map((b) => b.id);
+    if (todo.length === 0) return { stop: null };
+    const ids = todo.map((b) => b.id);
+    return { key: JSON.stringify(ids), source: { parquet: todo.flatMap((b) => filesOf.get(b.id) ?? []) }, summary: { ...o.summary, [key]: JSON.stringify(ids) } };
+  };
+  const out = await commit(o, "append", decide);
+  const n = (k: string): number => (out.ours && out.snapshot ? Number(out.snapshot.summary[k] ?? 0) : 0);
+  return {
+    snapshotId: out.ours && out.snapshot ? out.snapshot["snapshot-id"].toString() : null,
+    metadataLocation: out.metadataLocation,
+    committed: out.ours && out.snapshot ? batchesOf(out.snapshot, key) : [],
+    found,
+    empty,
+    addedRecords: n("added-records"),
+    addedFiles: n("added-data-files"),
+    adoptedFiles: out.ours ? out.adopted : 0,
+    commitRetries: out.commitRetries,
+  };
+}
+
+/** Every batch id some snapshot of the table lists under `key`. */
+function heldBatches(m: TableMetadata, key: string): Set<string> {
+  const out = new Set<string>();
+  for (const s of m.snapshots) for (const b of batchesOf(s, key)) out.add(b);
+  return out;
+}
+
+/** The batch ids a snapshot lists under `key` (a JSON array of strings; anything else lists none). */
+function batchesOf(s: Snapshot, key: string): string[] {
+  const text = s.summary[key];
+  if (text === undefined) return [];
+  try {
+    const v: unknown = JSON.parse(text);
+    return Array.isArray(v) ? v.filter((b): b is string => typeof b === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
 type Mode = "append" | "overwrite";
+type Source = TableWriteOptions["source"];
+type WriterOptions = Omit<TableWriteOptions, "source">;
+
+/**
+ * What a write commits on a given table version: rows (`key` names them: the same key, the same
+ * rows) with their snapshot summary, or nothing, with the snapshot that already holds them if any.
+ */
+type Intent = { stop: Snapshot | null } | { key: string; source: Source; summary: Record<string, string> };
+
+/** An intent's rows as the data files are written from them. */
+interface Rows {
+  key: string;
+  source: Source;
+  summary: Record<string, string>;
+  /** The rows as a relation for FROM, text date-times of partition columns cast. */
+  relation: string;
+  /** The relation's columns. */
+  columns: SourceColumn[];
+  /** Applies the same casts to another relation over the source (a part of its Parquet files). */
+  cast: (relation: string) => string;
+}
+
+/** The data files written for some rows, and the schema and spec they were written with. */
+interface WrittenData {
+  files: WrittenFile[];
+  adopted: number;
+  schema: Schema;
+  spec: PartitionSpec;
+}
+
+/** How a commit loop ended: with its own snapshot, with one that already held the rows, or with nothing to do. */
+interface Outcome {
+  snapshot: Snapshot | null;
+  metadataLocation: string | null;
+  commitRetries: number;
+  /** The snapshot is this call's. */
+  ours: boolean;
+  adopted: number;
+}
 
 async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
-  const name = tableName(o.table);
-  const relation = relationOf(o.source);
-  const columns: SourceColumn[] = (await o.connection.runAndReadAll(`DESCRIBE SELECT * FROM ${relation} AS __floe_src`))
-    .getRowObjectsJS()
-    .map((r) => ({ name: String(r.column_name), duckdbType: String(r.column_type) }));
   const dedupe = o.dedupeKey === undefined ? undefined : { key: o.dedupeKey, value: o.summary?.[o.dedupeKey] };
   if (dedupe && dedupe.value === undefined) throw new Error(`dedupeKey "${dedupe.key}" is not a key of summary`);
+  const held = (m: TableMetadata): Snapshot | undefined => (dedupe && findSnapshotBySummary(m, dedupe.key, dedupe.value as string)) || o.committedIn?.(m);
+  const intent: Intent = { key: "rows", source: o.source, summary: o.summary ?? {} };
+  const out = await commit(o, mode, async (m) => {
+    const earlier = m && held(m);
+    return earlier ? { stop: earlier } : intent;
+  });
+  if (!out.snapshot || out.metadataLocation === null) throw new Error(`table ${tableName(o.table)}: the write ended without a snapshot`);
+  return resultOf(out.snapshot, out.metadataLocation, out.commitRetries, !out.ours, out.ours ? out.adopted : 0);
+}
 
-  const committed = (m: TableMetadata): Snapshot | undefined =>
-    (dedupe && findSnapshotBySummary(m, dedupe.key, dedupe.value as string)) || o.committedIn?.(m);
-
-  const loaded = await loadTable(o);
-  if (loaded) await healVersionHint(o, loaded);
-  let base = loaded ?? (await createTable(o, columns));
-  const earlier = committed(base.metadata);
-  if (earlier) return resultOf(earlier, base.metadataLocation, 0, true);
-
-  // Data files are written once, with the schema and spec planned on the table as loaded now.
-  const planned = plan(o, base.metadata, columns);
-  const { files, adopted } = await writeFiles(o, relation, planned.schema, planned.spec, `${keyOf(o.storage, base.metadata.location)}/data`);
+/**
+ * The optimistic commit loop. `decide` says what to commit on a table version; it is asked on the
+ * version loaded first and again on every version reloaded after a lost compare-and-swap. Data
+ * files are written once, and again only when the answer names other rows (another key); the
+ * snapshot id stays the same across attempts, so an attempt whose outcome was unknown and that
+ * did land is recognized.
+ */
+async function commit(o: WriterOptions, mode: Mode, decide: (m: TableMetadata | undefined) => Promise<Intent>): Promise<Outcome> {
+  const name = tableName(o.table);
+  const stopped = (snapshot: Snapshot | null, table: LoadedTable | undefined, commitRetries: number): Outcome => ({
+    snapshot,
+    metadataLocation: table?.metadataLocation ?? null,
+    commitRetries,
+    ours: false,
+    adopted: 0,
+  });
+  let base = await loadTable(o);
+  if (base) await healVersionHint(o, base);
+  let intent = await decide(base?.metadata);
+  if ("stop" in intent) return stopped(intent.stop, base, 0);
+  if (!base) {
+    base = await createTable(o, (await rowsOf(o, intent, undefined)).columns);
+    // another writer may have created it first, and committed since
+    intent = await decide(base.metadata);
+    if ("stop" in intent) return stopped(intent.stop, base, 0);
+  }
+  let rows = await rowsOf(o, intent, base.metadata);
+  let data = await writeRows(o, base, rows);
+  const dataKeys = (): string[] => data.files.map((f) => f.key);
   const snapshotId = newSnapshotId(base.metadata);
   const maxRetries = o.maxCommitRetries ?? 10;
   let maybeLanded: string[] = []; // files of an attempt whose commit outcome is unknown
@@ -200,21 +387,30 @@ async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
     if (attempt > 1) {
       await sleep(Math.min(2000, (o.retryWaitMs ?? 50) * 2 ** (attempt - 2)) * (1 + Math.random() / 2));
       const reloaded = await loadTable(o);
-      if (!reloaded) throw new Error(`table ${name} disappeared during the commit`);
+      if (!reloaded) {
+        await removeQuietly(o.storage, dataKeys());
+        throw new Error(`table ${name} disappeared during the commit`);
+      }
       base = reloaded;
       const mine = base.metadata.snapshots.find((s) => s["snapshot-id"] === snapshotId);
-      if (mine) return resultOf(mine, base.metadataLocation, attempt - 2, false, adopted); // an "unknown" commit did land
-      const dup = committed(base.metadata);
+      if (mine) return { snapshot: mine, metadataLocation: base.metadataLocation, commitRetries: attempt - 2, ours: true, adopted: data.adopted }; // an "unknown" commit did land
       await removeQuietly(o.storage, maybeLanded);
       maybeLanded = [];
-      if (dup) {
-        await removeQuietly(o.storage, files.map((f) => f.key));
-        return resultOf(dup, base.metadataLocation, attempt - 1, true);
+      const next = await decide(base.metadata);
+      if ("stop" in next) {
+        await removeQuietly(o.storage, dataKeys());
+        return stopped(next.stop, base, attempt - 1);
+      }
+      if (next.key !== rows.key) {
+        // another writer committed some of these rows meanwhile: write the rest alone
+        await removeQuietly(o.storage, dataKeys());
+        rows = await rowsOf(o, next, base.metadata);
+        data = await writeRows(o, base, rows);
       }
     }
     const written: string[] = [];
     try {
-      const next = await prepareCommit(o, mode, base, columns, planned.schema, planned.spec, files, snapshotId, attempt, written);
+      const next = await prepareCommit(o, mode, base, rows, data, snapshotId, attempt, written);
       let committed: boolean;
       try {
         committed = await o.catalog.commitTable(o.table, base.metadataLocation, next.location);
@@ -225,24 +421,123 @@ async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
       }
       if (committed) {
         await publishVersionHint(o, base.metadata.location, next.version, next.text);
-        return resultOf(next.snapshot, next.location, attempt - 1, false, adopted);
+        return { snapshot: next.snapshot, metadataLocation: next.location, commitRetries: attempt - 1, ours: true, adopted: data.adopted };
       }
       lastError = new CommitConflictError(`table ${name} changed during the commit`);
     } catch (e) {
-      await removeQuietly(o.storage, [...written, ...files.map((f) => f.key)]);
+      await removeQuietly(o.storage, [...written, ...dataKeys()]);
       throw e; // not a conflict (schema clash, I/O error…): nothing was committed
     }
     await removeQuietly(o.storage, written);
   }
-  if (maybeLanded.length === 0) await removeQuietly(o.storage, files.map((f) => f.key));
+  if (maybeLanded.length === 0) await removeQuietly(o.storage, dataKeys());
   throw new CommitConflictError(`could not commit to table ${name} after ${maxRetries + 1} attempts: ${String(lastError)}`);
 }
 
 /** The source as a relation for FROM. */
-function relationOf(source: TableWriteOptions["source"]): string {
+function relationOf(source: Source): string {
   if ("sql" in source) return `(${source.sql.replace(/;\s*$/, "")})`;
   if ("table" in source) return source.table;
   return parquetRelation(source.parquet);
+}
+
+/** An intent's rows on table version `m` (undefined: the table is to be created): columns described, text date-times cast. */
+async function rowsOf(o: WriterOptions, intent: Extract<Intent, { key: string }>, m: TableMetadata | undefined): Promise<Rows> {
+  const raw = relationOf(intent.source);
+  const described: SourceColumn[] = (await o.connection.runAndReadAll(`DESCRIBE SELECT * FROM ${raw} AS __floe_src`))
+    .getRowObjectsJS()
+    .map((r) => ({ name: String(r.column_name), duckdbType: String(r.column_type) }));
+  const casts = dateTimeCasts(m, o.partitionBy, described);
+  const cast = (relation: string): string => castRelation(relation, casts);
+  const typeOf = new Map(casts.map((c) => [c.column, c.type === "TIMESTAMPTZ" ? "TIMESTAMP WITH TIME ZONE" : c.type]));
+  const columns = described.map((c) => ({ name: c.name, duckdbType: typeOf.get(c.name) ?? c.duckdbType }));
+  return { key: intent.key, source: intent.source, summary: intent.summary, relation: cast(raw), columns, cast };
+}
+
+/** A text column cast to the date/time type its partition field needs. */
+interface DateTimeCast {
+  column: string;
+  type: "TIMESTAMPTZ" | "TIMESTAMP" | "DATE";
+  /** The partition field, for messages: `day(ts)`. */
+  by: string;
+}
+
+/**
+ * The text (VARCHAR) columns of the rows that partition the table by a date or a time: on an
+ * existing table, sources of its partition fields typed date, timestamp or timestamptz (cast to
+ * that type); for a new one, columns under a year/month/day/hour transform of `partitionBy`
+ * (cast to timestamptz, which the new table's column then is).
+ */
+function dateTimeCasts(m: TableMetadata | undefined, partitionBy: readonly PartitionFieldInput[] | undefined, columns: readonly SourceColumn[]): DateTimeCast[] {
+  const text = new Set(columns.filter((c) => c.duckdbType.trim().toUpperCase() === "VARCHAR").map((c) => c.name));
+  const by = (transform: string, column: string): string => (transform === "identity" ? column : `${transform}(${column})`);
+  const out = new Map<string, DateTimeCast>();
+  if (m) {
+    const schema = currentSchema(m);
+    for (const pf of defaultSpec(m).fields) {
+      const src = schema.fields.find((f) => f.id === pf["source-id"]);
+      if (!src || !text.has(src.name) || out.has(src.name)) continue;
+      const type = src.type === "timestamptz" ? "TIMESTAMPTZ" : src.type === "timestamp" ? "TIMESTAMP" : src.type === "date" ? "DATE" : undefined;
+      if (type) out.set(src.name, { column: src.name, type, by: by(pf.transform, src.name) });
+    }
+  } else {
+    for (const p of partitionBy ?? []) {
+      const transform = p.transform ?? "identity";
+      if (transform !== "identity" && text.has(p.column) && !out.has(p.column)) out.set(p.column, { column: p.column, type: "TIMESTAMPTZ", by: by(transform, p.column) });
+    }
+  }
+  return [...out.values()];
+}
+
+/** Marks DuckDB's error for a value that does not cast, followed by a JSON object naming it. */
+const CAST_FAILED = "floe-cast-failed ";
+
+/**
+ * The relation with its text date-time columns cast in place (set-based, each cast evaluated
+ * once). A value that does not cast stops the query with an error carrying the column and the
+ * value, rather than becoming a NULL that would land in the null partition.
+ */
+function castRelation(relation: string, casts: readonly DateTimeCast[]): string {
+  if (casts.length === 0) return relation;
+  const tmp = (i: number): string => ident(`__floe_dt${i}`);
+  const typed = casts.map((c, i) => {
+    const instant = castSql(ident(c.column), "TIMESTAMPTZ", "VARCHAR");
+    const value = c.type === "TIMESTAMPTZ" ? instant : c.type === "TIMESTAMP" ? `timezone('UTC', ${instant})` : `CAST(timezone('UTC', ${instant}) AS DATE)`;
+    return `${value} AS ${tmp(i)}`;
+  });
+  const checked = casts.map((c, i) => {
+    const col = ident(c.column);
+    const report = `error(${literal(CAST_FAILED)} || to_json({'column': ${literal(c.column)}, 'value': left(${col}, 80), 'by': ${literal(c.by)}})::VARCHAR)`;
+    return `CASE WHEN ${col} IS NOT NULL AND ${tmp(i)} IS NULL THEN ${report} ELSE ${tmp(i)} END AS ${col}`;
+  });
+  return `(SELECT * EXCLUDE (${casts.map((_, i) => tmp(i)).join(", ")}) REPLACE (${checked.join(", ")}) FROM (SELECT *, ${typed.join(", ")} FROM ${relation} AS __floe_text) AS __floe_cast)`;
+}
+
+/** The IcebergValueError a cast failure in DuckDB stands for, or undefined for any other error. */
+function castFailure(e: unknown): IcebergValueError | undefined {
+  const message = e instanceof Error ? e.message : String(e);
+  const at = message.indexOf(CAST_FAILED);
+  if (at < 0) return undefined;
+  try {
+    const v = JSON.parse(message.slice(at + CAST_FAILED.length).split("\n")[0] ?? "") as { column?: unknown; value?: unknown; by?: unknown };
+    const column = String(v.column);
+    const value = String(v.value);
+    const shown = value.replace(/[\u0000-\u001f]/g, " ");
+    return new IcebergValueError(column, value, `column "${column}" holds '${shown}', which is not a date-time (the table is partitioned by ${String(v.by)})`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes the data files of `rows`, planned on `base`; a value that does not cast becomes an IcebergValueError. */
+async function writeRows(o: WriterOptions, base: LoadedTable, rows: Rows): Promise<WrittenData> {
+  const planned = plan(o, base.metadata, rows.columns);
+  try {
+    const { files, adopted } = await writeFiles(o, rows, planned.schema, planned.spec, `${keyOf(o.storage, base.metadata.location)}/data`);
+    return { files, adopted, schema: planned.schema, spec: planned.spec };
+  } catch (e) {
+    throw castFailure(e) ?? e;
+  }
 }
 
 /**
@@ -250,15 +545,15 @@ function relationOf(source: TableWriteOptions["source"]): string {
  * table are adopted as they are, the rest is written by DuckDB (in one pass over those files).
  * On failure nothing of this write stays in the storage.
  */
-async function writeFiles(o: TableWriteOptions, relation: string, schema: Schema, spec: PartitionSpec, dataPrefix: string): Promise<{ files: WrittenFile[]; adopted: number }> {
+async function writeFiles(o: WriterOptions, rows: Rows, schema: Schema, spec: PartitionSpec, dataPrefix: string): Promise<{ files: WrittenFile[]; adopted: number }> {
   const target = { connection: o.connection, schema, spec, storage: o.storage, dataPrefix, tmpDir: o.tmpDir };
-  if (!("parquet" in o.source)) return { files: await writeDataFiles({ ...target, relation }), adopted: 0 };
-  const paths = o.source.parquet;
+  if (!("parquet" in rows.source)) return { files: await writeDataFiles({ ...target, relation: rows.relation }), adopted: 0 };
+  const paths = rows.source.parquet;
   const plan = await planAdoption({ connection: o.connection, paths, schema, spec });
   const adopted = await adoptDataFiles(target, plan.adopt);
   try {
     const rest = plan.rewrite.map((r) => r.path);
-    const rewritten = rest.length > 0 ? await writeDataFiles({ ...target, relation: parquetRelation(paths, rest) }) : [];
+    const rewritten = rest.length > 0 ? await writeDataFiles({ ...target, relation: rows.cast(parquetRelation(paths, rest)) }) : [];
     return { files: [...adopted, ...rewritten], adopted: adopted.length };
   } catch (e) {
     await removeQuietly(o.storage, adopted.map((f) => f.key));
@@ -267,7 +562,7 @@ async function writeFiles(o: TableWriteOptions, relation: string, schema: Schema
 }
 
 /** Creates the table from the rows' columns, or loads it when another writer created it first. */
-async function createTable(o: TableWriteOptions, columns: SourceColumn[]): Promise<LoadedTable> {
+async function createTable(o: WriterOptions, columns: SourceColumn[]): Promise<LoadedTable> {
   const schema = schemaFromColumns(columns);
   const spec = buildPartitionSpec(schema, o.partitionBy ?? []);
   const prefix = (o.location ?? [...o.table.namespace, o.table.name].join("/")).replace(/^\/+|\/+$/g, "");
@@ -287,7 +582,7 @@ async function createTable(o: TableWriteOptions, columns: SourceColumn[]): Promi
 }
 
 /** The schema and spec to write with on `m`; throws naming the column for refused changes. */
-function plan(o: TableWriteOptions, m: TableMetadata, columns: readonly SourceColumn[]): { schema: Schema; lastColumnId: number; changed: boolean; spec: PartitionSpec } {
+function plan(o: WriterOptions, m: TableMetadata, columns: readonly SourceColumn[]): { schema: Schema; lastColumnId: number; changed: boolean; spec: PartitionSpec } {
   const r = reconcileSchema(currentSchema(m), m["last-column-id"], columns, o);
   const spec = defaultSpec(m);
   for (const pf of spec.fields) {
@@ -318,19 +613,18 @@ interface PreparedCommit {
  * `written` as they are written) and returns the new metadata's location.
  */
 async function prepareCommit(
-  o: TableWriteOptions,
+  o: WriterOptions,
   mode: Mode,
   base: LoadedTable,
-  columns: readonly SourceColumn[],
-  writtenSchema: Schema,
-  writtenSpec: PartitionSpec,
-  files: readonly WrittenFile[],
+  rows: Rows,
+  data: WrittenData,
   snapshotId: bigint,
   attempt: number,
   written: string[],
 ): Promise<PreparedCommit> {
+  const { schema: writtenSchema, spec: writtenSpec, files } = data;
   // Re-plan on this version: a concurrent schema change must agree with the files' field ids.
-  const again = plan(o, base.metadata, columns);
+  const again = plan(o, base.metadata, rows.columns);
   for (const f of writtenSchema.fields) {
     const now = again.schema.fields.find((x) => x.name === f.name);
     if (!now || now.id !== f.id || JSON.stringify(now.type) !== JSON.stringify(f.type)) {
@@ -410,7 +704,7 @@ async function prepareCommit(
 
   const added = { files: files.length, records: files.reduce((a, f) => a + f.dataFile.record_count, 0n), size: files.reduce((a, f) => a + f.dataFile.file_size_in_bytes, 0n) };
   const summary: Record<string, string> = {
-    ...(o.summary ?? {}),
+    ...rows.summary,
     operation: mode,
     "added-data-files": String(added.files),
     "added-records": String(added.records),

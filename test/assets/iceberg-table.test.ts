@@ -245,6 +245,65 @@ describe("icebergTable", () => {
     expect(rows).toEqual(["2025-01-01#0", "2025-01-01#1", "2025-01-01#2", "2025-01-02#0", "2025-01-02#1"]);
   });
 
+  it("rawFiles CSV into a table partitioned by day(ts): text date-times become timestamptz (UTC unless they say otherwise), read back by icebird and DuckDB", async () => {
+    const rawClicks = rawFiles("raw_clicks", { storage: { type: "local", root: "landing" }, glob: "clicks/*.csv", format: "csv" });
+    const clicks = icebergTable("lake.clicks", { from: rawClicks, partitionBy: [{ column: "ts", transform: "day" }] });
+    // no zone (UTC), an offset, a zone name whose local day is not its UTC day, a date alone, a missing value
+    put("clicks/a.csv", "id,ts\n1,2025-01-01 10:00:00\n2,2025-01-01T23:30:00+02:00\n3,2025-01-02 00:30:00 Europe/Paris\n4,2025-01-02\n5,\n");
+    const first = await run([rawClicks, clicks], ["raw_clicks", "lake.clicks"]);
+    expect(first.status, JSON.stringify(first.steps.map((x) => x.error))).toBe("success");
+    expect(first.steps[1]!.metadata).toMatchObject({ addedRecords: 5, partitionRows: 5, icebergBatchesCommitted: 1, icebergBatchesFound: 0 });
+    // a later file is cast the same way into the table's timestamptz column
+    put("clicks/b.csv", "id,ts\n6,2025-01-02 23:59:59.5\n");
+    const second = await run([rawClicks, clicks], ["raw_clicks", "lake.clicks"]);
+    expect(second.steps[1]!.metadata).toMatchObject({ addedRecords: 1, partitionRows: 6 });
+
+    const t = await table("clicks");
+    expect(t.metadata.schemas.at(-1)!.fields.map((f) => [f.name, f.type])).toEqual([["id", "string"], ["ts", "timestamptz"]]);
+    expect(t.metadata["partition-specs"][0]!.fields).toEqual([{ "source-id": 2, "field-id": 1000, name: "ts_day", transform: "day" }]);
+    const expected = [
+      ["1", "2025-01-01T10:00:00.000Z"],
+      ["2", "2025-01-01T21:30:00.000Z"],
+      ["3", "2025-01-01T23:30:00.000Z"],
+      ["4", "2025-01-02T00:00:00.000Z"],
+      ["5", null],
+      ["6", "2025-01-02T23:59:59.500Z"],
+    ];
+    const viaIcebird = (await read("clicks")).map((r) => [r.id, r.ts instanceof Date ? r.ts.toISOString() : (r.ts ?? null)]).sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+    expect(viaIcebird).toEqual(expected);
+
+    // DuckDB reads the live data files: typed timestamptz, each file in the UTC day its folder names
+    const files = second.steps[1]!.metadata.files as string[];
+    const { DuckDBInstance } = await import("@duckdb/node-api");
+    const duck = await DuckDBInstance.create(":memory:");
+    const con = await duck.connect();
+    try {
+      await con.run("SET TimeZone = 'America/New_York'"); // the values are instants, whatever the reader's zone
+      const list = `[${files.map((f) => `'${join(settings.warehouse, f)}'`).join(", ")}]`;
+      const types = (await con.runAndReadAll(`SELECT column_type FROM (DESCRIBE SELECT ts FROM read_parquet(${list}))`)).getRowObjectsJS();
+      expect(types).toEqual([{ column_type: "TIMESTAMP WITH TIME ZONE" }]);
+      const got = (await con.runAndReadAll(`SELECT id, strftime(timezone('UTC', ts), '%Y-%m-%dT%H:%M:%S.%g') AS utc FROM read_parquet(${list}) ORDER BY id`)).getRowObjectsJS();
+      expect(got.map((r) => [r.id, r.utc === null ? null : `${String(r.utc)}Z`])).toEqual(expected.map(([id, ts]) => [id, ts === null ? null : ts!.replace(/\.(\d{3})Z$/, ".$1Z")]));
+      const days = (await con.runAndReadAll(`SELECT DISTINCT regexp_extract(filename, 'ts_day=([^/]+)', 1) AS folder, CAST(timezone('UTC', ts) AS DATE)::VARCHAR AS day FROM read_parquet(${list}, filename = true) ORDER BY ALL`)).getRowObjectsJS();
+      expect(days).toEqual([{ folder: "2025-01-01", day: "2025-01-01" }, { folder: "2025-01-02", day: "2025-01-02" }, { folder: "null", day: null }]);
+    } finally {
+      con.closeSync();
+      duck.closeSync();
+    }
+
+    // a value that is not a date-time fails the step with one line (column, value, fix); nothing is committed
+    put("clicks/c.csv", "id,ts\n7,2025-01-03 08:00:00\n8,yesterday at noon\n");
+    const snapshots = t.metadata.snapshots.length;
+    const bad = await run([rawClicks, clicks], ["raw_clicks", "lake.clicks"]);
+    expect(bad.status).toBe("failed");
+    expect(bad.steps[1]!.error).toBe(
+      "`lake.clicks` (Iceberg lake.clicks): column \"ts\" holds 'yesterday at noon', which is not a date-time (the table is partitioned by day(ts)); put a duckdbTable with a `columns` contract (ts: z.date()) between `raw_clicks` and `lake.clicks`",
+    );
+    expect((await table("clicks")).metadata.snapshots).toHaveLength(snapshots);
+    expect(listFiles(join(settings.warehouse, "iceberg", "lake", "clicks", "data"))).toHaveLength(files.length); // no data file of the failed write stays
+    expect(await read("clicks")).toHaveLength(6);
+  });
+
   it("refuses a bad definition with one line", () => {
     expect(() => icebergTable("lake.x", { from: raw, mode: "upsert" as never })).toThrow('icebergTable `lake.x`: mode must be "append" or "overwrite-partition", got `upsert`');
     expect(() => icebergTable("lake.x", { from: raw, partitionBy: [{ column: "ts", transform: "week" as never }] })).toThrow("partitionBy[0].transform must be one of identity, year, month, day, hour, got `week`");

@@ -219,6 +219,50 @@ describe("Iceberg table writer, read back by icebird", () => {
   });
 });
 
+describe("Iceberg table writer: text date-times in date/time partition columns", () => {
+  let env: Env;
+  let catalog: SqlCatalog;
+  let db: Kysely<IcebergCatalogTables>;
+  beforeAll(async () => {
+    env = await openEnv(); // session zone America/New_York: the casts must not depend on it
+    ({ catalog, db } = await pgliteCatalog());
+  });
+  afterAll(async () => {
+    await db.destroy();
+    await env.close();
+  });
+  const text = (values: ReadonlyArray<string | null>, firstId = 0): string =>
+    `SELECT * FROM (VALUES ${values.map((v, i) => `(${firstId + i}, ${v === null ? "NULL" : `'${v}'`})`).join(", ")}) t(id, ts)`;
+  const read = async (name: string): Promise<string[]> =>
+    (await icebergRead({ tableUrl: env.storage.uriOf(`dt/${name}`) })).map((r) => `${String(r.id)}=${r.ts instanceof Date ? r.ts.toISOString() : String(r.ts)}`).sort();
+
+  it("a new table partitioned by hour(ts) of text gets a timestamptz column; later text is cast the same way", async () => {
+    const table = { namespace: ["dt"], name: "hourly" };
+    const o = { connection: env.con, table, catalog, storage: env.storage, partitionBy: [{ column: "ts", transform: "hour" as const }] };
+    await appendRows({ ...o, source: { sql: text(["2025-03-01 10:15:00", "2025-03-01 10:45:00-05:00", null]) } });
+    await appendRows({ ...o, source: { sql: `SELECT 7 AS id, '2025-03-01 10:59:59 Europe/Paris' AS ts` } });
+    const t = (await loadTable({ catalog, storage: env.storage, table }))!;
+    expect(t.metadata.schemas.at(-1)!.fields.map((f) => [f.name, f.type])).toEqual([["id", "int"], ["ts", "timestamptz"]]);
+    expect(await read("hourly")).toEqual(["0=2025-03-01T10:15:00.000Z", "1=2025-03-01T15:45:00.000Z", "2=null", "7=2025-03-01T09:59:59.000Z"]);
+    const folders = listFiles(join(env.dir, "warehouse/dt/hourly/data")).map((f) => f.split("/")[0]).sort();
+    expect(folders).toEqual(["ts_hour=2025-03-01-09", "ts_hour=2025-03-01-10", "ts_hour=2025-03-01-15", "ts_hour=null"]);
+  });
+
+  it("text into an existing timestamp partition column is cast to its UTC wall time; a value that does not cast commits nothing", async () => {
+    const table = { namespace: ["dt"], name: "plain" };
+    const o = { connection: env.con, table, catalog, storage: env.storage, partitionBy: [{ column: "ts", transform: "day" as const }] };
+    await appendRows({ ...o, source: { sql: `SELECT 0 AS id, TIMESTAMP '2025-03-01 23:00:00' AS ts` } });
+    await appendRows({ ...o, source: { sql: text(["2025-03-02T01:00:00+02:00"], 1) } });
+    expect(await read("plain")).toEqual(["0=2025-03-01T23:00:00.000Z", "1=2025-03-01T23:00:00.000Z"]);
+    const before = listFiles(join(env.dir, "warehouse/dt/plain"));
+    const bad = appendRows({ ...o, source: { sql: text(["2025-03-03", "03/04/2025 10:00", "2025-03-05"]) } });
+    await expect(bad).rejects.toMatchObject({ name: "IcebergValueError", column: "ts", value: "03/04/2025 10:00" });
+    await expect(bad).rejects.toThrow(`column "ts" holds '03/04/2025 10:00', which is not a date-time (the table is partitioned by day(ts))`);
+    expect(listFiles(join(env.dir, "warehouse/dt/plain"))).toEqual(before);
+    expect((await loadTable({ catalog, storage: env.storage, table }))!.metadata.snapshots).toHaveLength(2);
+  });
+});
+
 /** icebird's header reader already parses values that are JSON. */
 const json = (v: unknown): unknown => (typeof v === "string" ? (JSON.parse(v) as unknown) : v);
 
