@@ -1,4 +1,3 @@
-import { hostname } from "node:os";
 import { Command, CommanderError } from "commander";
 import { UserError, isUserError } from "../errors.js";
 import { checksOf, type CheckView } from "../check-results.js";
@@ -10,7 +9,9 @@ import { loadSettings, type ProjectSettings } from "../project/config.js";
 import { loadProject } from "../project/load.js";
 import { builtinResources } from "../project/plugins.js";
 import { resourceMigrations, resourcePool, type ResourcePool } from "../project/resources.js";
-import { materialize, parsePriority, RANGE_STATUS_THRESHOLD, rerun, statusOf, statusRanges, type MaterializeOutcome } from "../runner/launch.js";
+import { failDeadRuns, processOwner } from "../runner/liveness.js";
+import { materialize, parsePriority, partitionRangeOf, RANGE_STATUS_THRESHOLD, rerun, statusOf, statusRanges, type MaterializeOutcome } from "../runner/launch.js";
+import { describeOutage } from "../state/transient.js";
 import type { ProgressEvent, RunOutcome } from "../runner/runner.js";
 import type { RunRecord, StateStore } from "../state/index.js";
 import { duration, ranges, rangesText, shortId, symbol, table, time } from "./format.js";
@@ -128,7 +129,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         if (o.stale) throw new UserError("--queue cannot be combined with --stale yet");
         const planned = plan(ctx.graph, assets, partitions);
         const run = await withStore(ctx.settings, "floe materialize", (store) =>
-          store.createRun({ trigger: "manual", selection: o.select, status: "queued", ...(priority === undefined ? {} : { priority }), steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition })) }),
+          store.createRun({ trigger: "manual", selection: o.select, partitionRange: partitionRangeOf(partitions), status: "queued", ...(priority === undefined ? {} : { priority }), steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition })) }),
         );
         if (o.json) io.out(JSON.stringify({ runId: run.id, status: "queued", steps: planned.steps.map((s) => ({ asset: s.asset, partition: s.partition, status: "pending", metadata: {} })) }, null, 2));
         else io.out(`run ${shortId(run.id)} queued: ${planned.steps.length} steps; a \`floe worker\` will execute it`);
@@ -136,10 +137,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       }
       const notify = await notifications(io, ctx);
       code = await withStore(ctx.settings, "floe materialize", async (store, resources) => {
-        await store.failStaleRuns(ctx.settings.heartbeatMs * 3); // runs whose process died (kill -9) end failed
+        await failDeadRuns(store, ctx.settings.heartbeatMs * 3); // runs whose process died (kill -9) end failed
         const outcome = await cancellable((signal) =>
           materialize(store, ctx.graph, { assets, selection: o.select, ...(partitions ? { partitions } : {}), staleOnly: o.stale === true }, {
-            signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, worker: workerId(), heartbeatMs: ctx.settings.heartbeatMs, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
+            signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, worker: processOwner(), heartbeatMs: ctx.settings.heartbeatMs, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(o.json ? {} : { onProgress: progress(io) }),
           }),
         );
         if (outcome.runId !== null) notify.run(outcome, store);
@@ -303,8 +304,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const ctx = await project(o);
       const notify = await notifications(io, ctx);
       code = await withStore(ctx.settings, "floe rerun", async (store, resources) => {
+        await failDeadRuns(store, ctx.settings.heartbeatMs * 3); // a run whose process died can be rerun at once
         const outcome = await cancellable((signal) =>
-          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, worker: workerId(), heartbeatMs: ctx.settings.heartbeatMs, ...(o.json ? {} : { onProgress: progress(io) }) }),
+          rerun(store, ctx.graph, id, { fromFailure: o.fromFailure === true }, { signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, worker: processOwner(), heartbeatMs: ctx.settings.heartbeatMs, ...(o.json ? {} : { onProgress: progress(io) }) }),
         );
         if (outcome) notify.run(outcome, store);
         await notify.drain();
@@ -335,6 +337,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         await cancellable((signal) =>
           runWorker(store, ctx.graph, {
             runs, signal, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, untilEmpty: o.untilEmpty === true, heartbeatMs: ctx.settings.heartbeatMs,
+            onOutage: (e) => io.err(describeOutage("floe worker", e)),
             recoveries,
             onBackfillSettled: (id) => notify.preparing(announceBackfill(notify, store, ctx.graph, id)),
             ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}),
@@ -424,7 +427,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       await withStore(ctx.settings, "floe scheduler", async (store, resources) => {
         const metrics = await metricsServer(io, store, o.metricsPort, ctx.settings);
         io.err(`floe scheduler: ${[...ctx.graph.pipelines.values()].filter((p) => p.pipeline.schedule).length} schedule(s); Ctrl-C stops`);
-        await cancellable((signal) => runScheduler(store, ctx.graph, { signal, resources, eventRetentionDays: ctx.settings.eventRetentionDays, heartbeatMs: ctx.settings.heartbeatMs, onRun: schedulerLog(io), onError: schedulerError(io) }), "stopping");
+        await cancellable((signal) => runScheduler(store, ctx.graph, { signal, resources, eventRetentionDays: ctx.settings.eventRetentionDays, heartbeatMs: ctx.settings.heartbeatMs, onRun: schedulerLog(io), onError: schedulerError(io), onOutage: (e) => io.err(describeOutage("floe scheduler", e)) }), "stopping");
         metrics?.close();
       });
     });
@@ -466,8 +469,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
             const quit = new AbortController();
             const stop = AbortSignal.any([signal, quit.signal]);
             return Promise.all([
-              runScheduler(store, ctx.graph, { signal: stop, resources, eventRetentionDays: ctx.settings.eventRetentionDays, heartbeatMs: ctx.settings.heartbeatMs, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io) }),
-              runWorker(store, ctx.graph, { runs, signal: stop, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, wake, heartbeatMs: ctx.settings.heartbeatMs, recoveries, ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}), onRun: (r) => (notify.run(r, store), say(`run ${shortId(r.runId)} ${r.status}`)), onBackfillSettled: (id) => notify.preparing(announceBackfill(notify, store, ctx.graph, id)) }),
+              runScheduler(store, ctx.graph, { signal: stop, resources, eventRetentionDays: ctx.settings.eventRetentionDays, heartbeatMs: ctx.settings.heartbeatMs, onRun: (...a) => (log(...a), wake.dispatchEvent(new Event("run"))), onError: schedulerError(io), onOutage: (e) => void (tui ? undefined : io.err(describeOutage("floe dev: scheduler", e))) }),
+              runWorker(store, ctx.graph, { runs, signal: stop, resources, graceMs: ctx.settings.shutdownGraceMs, poolLimits: ctx.settings.pools, wake, heartbeatMs: ctx.settings.heartbeatMs, recoveries, onOutage: (e) => void (tui ? undefined : io.err(describeOutage("floe dev: worker", e))), ...(ctx.settings.concurrency ? { concurrency: ctx.settings.concurrency } : {}), ...(ctx.settings.maxConcurrentRuns ? { maxRunning: ctx.settings.maxConcurrentRuns } : {}), onRun: (r) => (notify.run(r, store), say(`run ${shortId(r.runId)} ${r.status}`)), onBackfillSettled: (id) => notify.preparing(announceBackfill(notify, store, ctx.graph, id)) }),
               tui ? tui.runTui(store, ctx.graph).finally(() => quit.abort()) : Promise.resolve(),
             ]);
           },
@@ -606,11 +609,6 @@ function partitionSelection(o: { partition?: string; from?: string; to?: string 
   }
   if (o.from !== undefined && o.to !== undefined) return { from: o.from, to: o.to };
   return undefined;
-}
-
-/** This process as a worker: `<host>:<pid>`. */
-function workerId(): string {
-  return `${hostname()}:${process.pid}`;
 }
 
 /**

@@ -1,12 +1,13 @@
 import { UserError } from "../errors.js";
 import type { AssetGraph } from "../dag/graph.js";
-import { plan, stepId, type PartitionSelection, type StepKey } from "../dag/plan.js";
+import { linkSteps, plan, stepId, type PartitionSelection, type StepKey } from "../dag/plan.js";
 import { keyAtOrdinal } from "../dag/partitions.js";
 import { assetStatuses, type PartitionStatus } from "../dag/staleness.js";
 import { partitionIslands } from "../state/partition-ranges.js";
 import type { NewRun, RunRecord, StateStore, StepRecord, StepStatus } from "../state/index.js";
 import { queueEager } from "./automation.js";
-import { executeRun, type RunOutcome, type RunnerOptions } from "./runner.js";
+import { processOwner } from "./liveness.js";
+import { executeRun, type Resources, type RunOutcome, type RunnerOptions } from "./runner.js";
 
 /**
  * Status of every partition of `assets` from the state store (one query each for
@@ -98,20 +99,30 @@ export async function materialize(
   let steps: StepKey[] = plan(graph, request.assets, request.partitions).steps;
   if (request.staleOnly) steps = await staleSteps(store, graph, steps);
   if (steps.length === 0) return { runId: null, status: "success", steps: [] };
-  const range = request.partitions === undefined || "all" in request.partitions
-    ? null
-    : "key" in request.partitions ? request.partitions.key : `${request.partitions.from}…${request.partitions.to}`;
+  const range = partitionRangeOf(request.partitions);
   const run = await store.createRun({
     trigger: request.trigger ?? "manual",
     selection: request.selection,
     partitionRange: range,
     tags: request.tags ?? {},
-    status: "queued",
+    // claimed by this process as it is created: a worker woken by the insert cannot take it too
+    worker: options.worker ?? processOwner(),
     steps: steps.map((s) => ({ asset: s.asset, partition: s.partition })),
   });
   const outcome = await executeRun(store, graph, run.id, options);
   await queueEager(store, graph, outcome);
   return outcome;
+}
+
+/**
+ * How a run records the partitions it was asked for: a key, `from…to`, or null (all, or none).
+ *
+ * @example
+ * partitionRangeOf({ from: "2025-01-01", to: "2025-01-07" }); // "2025-01-01…2025-01-07"
+ */
+export function partitionRangeOf(partitions: PartitionSelection | undefined): string | null {
+  if (partitions === undefined || "all" in partitions) return null;
+  return "key" in partitions ? partitions.key : `${partitions.from}…${partitions.to}`;
 }
 
 /** The steps among `steps` that are not fresh, plus every step downstream of those. */
@@ -154,10 +165,15 @@ export async function rerun(
   launch: { enqueueOnly?: boolean; backfillId?: string; tags?: Record<string, string> } = {},
 ): Promise<RunOutcome | null> {
   const parent = await store.getRun(idOrPrefix);
-  const newRun = rerunOf(graph, parent, await store.getSteps(parent.id), opts, launch);
+  const steps = await store.getSteps(parent.id);
+  const pending = opts.fromFailure && options.resources ? await stepsWithPendingWork(graph, steps, options.resources) : new Set<string>();
+  const newRun = rerunOf(graph, parent, steps, opts, launch, pending);
   if (!newRun) return null;
-  const run = await store.createRun(newRun);
-  if (launch.enqueueOnly) return null;
+  if (launch.enqueueOnly) {
+    await store.createRun(newRun);
+    return null;
+  }
+  const run = await store.createRun({ ...newRun, worker: options.worker ?? processOwner() });
   return executeRun(store, graph, run.id, options);
 }
 
@@ -174,6 +190,7 @@ export function rerunOf(
   steps: readonly StepRecord[],
   opts: { fromFailure: boolean },
   launch: { backfillId?: string; tags?: Record<string, string> } = {},
+  pendingWork: ReadonlySet<string> = new Set(),
 ): NewRun | null {
   if (parent.status === "queued" || parent.status === "running") {
     throw new UserError(`run ${parent.id.slice(0, 8)} is still ${parent.status}; wait for it to finish before rerunning it`);
@@ -184,7 +201,11 @@ export function rerunOf(
     }
   }
   const redo: ReadonlySet<StepStatus> = new Set(["failed", "upstream_failed", "skipped", "pending", "running"]);
-  if (opts.fromFailure && !steps.some((s) => redo.has(s.status))) return null;
+  // Steps run again: those that did not succeed, those whose partition still has work waiting
+  // (a raw partition with files left), and every step of the run downstream of either.
+  const again = new Set(steps.filter((s) => redo.has(s.status) || pendingWork.has(stepId(s.asset, s.partition))).map((s) => stepId(s.asset, s.partition)));
+  for (const s of linkSteps(graph, steps).steps) if (s.deps.some((d) => again.has(d))) again.add(s.id);
+  if (opts.fromFailure && again.size === 0) return null;
   return {
     trigger: "rerun",
     selection: parent.selection,
@@ -195,11 +216,31 @@ export function rerunOf(
     priority: parent.priority, // a rerun keeps its place in the queue (a backfill's stays in its lane)
     ...(launch.backfillId ? { backfillId: launch.backfillId } : {}),
     steps: steps.map((s) =>
-      opts.fromFailure && !redo.has(s.status)
+      opts.fromFailure && !again.has(stepId(s.asset, s.partition))
         ? { asset: s.asset, partition: s.partition, status: "success" as const, metadata: s.metadata, attempts: 0 }
         : { asset: s.asset, partition: s.partition },
     ),
   };
+}
+
+/**
+ * The successful steps whose asset says its partition still has work waiting
+ * (`AssetDefinition.pendingWork`, e.g. a rawFiles partition with files not ingested), by step id.
+ * One call per such step, at most a few at once.
+ *
+ * @example
+ * const pending = await stepsWithPendingWork(graph, await store.getSteps(run.id), resources);
+ */
+export async function stepsWithPendingWork(graph: AssetGraph, steps: readonly StepRecord[], resources: Resources): Promise<Set<string>> {
+  const candidates = steps.filter((s) => s.status === "success" && graph.has(s.asset) && graph.asset(s.asset).pendingWork !== undefined);
+  const out = new Set<string>();
+  for (let i = 0; i < candidates.length; i += 8) {
+    await Promise.all(candidates.slice(i, i + 8).map(async (s) => {
+      const def = graph.asset(s.asset);
+      if (await def.pendingWork!({ assetKey: s.asset, resource: (name) => resources.get(name) }, s.partition)) out.add(stepId(s.asset, s.partition));
+    }));
+  }
+  return out;
 }
 
 /** The largest queue priority a run may have, either way (the column is a 32-bit int). */

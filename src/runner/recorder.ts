@@ -1,10 +1,18 @@
 import { redactDeep } from "../secrets.js";
 import type { NewEvent, NewMaterialization, RunUpdate, StateStore, StepUpdate } from "../state/index.js";
+import { retryTransient } from "../state/transient.js";
+
+/** How long a batch is tried again while the state store is unreachable before the run fails. */
+export const RECORDER_OUTAGE_MS = 120_000;
 
 /**
  * Group commit for a run's writes: transitions, events and materializations are queued and
  * written in one set-based transaction per flush, one flush in flight at a time, in order.
  * Under load many steps share one transaction; alone, a write goes out at once.
+ * When the store is unreachable for a while (a transient error: a restart, refused or dropped
+ * connections), the batch is tried again whole, with backoff, for up to `outageMs` (default
+ * {@link RECORDER_OUTAGE_MS}); writes queued meanwhile wait behind it, in order. Steps already
+ * running go on. Only then, or on any other error, does the run stop.
  *
  * @example
  * const rec = new Recorder(store);
@@ -20,7 +28,10 @@ export class Recorder {
   /** The first write error; once set, the run must stop. */
   error: Error | undefined;
 
-  constructor(private readonly store: StateStore) {}
+  constructor(
+    private readonly store: StateStore,
+    private readonly outageMs = RECORDER_OUTAGE_MS,
+  ) {}
 
   step(u: StepUpdate): void {
     const k = `${u.runId}\u0000${u.asset}\u0000${u.partition ?? ""}`;
@@ -80,7 +91,10 @@ export class Recorder {
         this.events = [];
         this.materializations = new Map();
         try {
-          await this.store.writeBatch(batch);
+          // A batch is one transaction: a failed try left nothing behind, so it is tried again
+          // whole. A retry skips events already stored, in case the commit landed but its answer
+          // was lost with the connection.
+          await retryTransient((attempt) => this.store.writeBatch(batch, { retry: attempt > 1 }), { maxMs: this.outageMs });
         } catch (e) {
           this.error = e instanceof Error ? e : new Error(String(e));
         }

@@ -6,6 +6,7 @@ import { stepUnits, type StepUnit } from "../dag/ranges.js";
 import type { AssetDefinition, StepContext, StepLogger, UpstreamMaterialization } from "../dag/types.js";
 import type { RunStatus, StateStore, StepStatus } from "../state/index.js";
 import { sleep } from "../timers.js";
+import { processOwner } from "./liveness.js";
 import { Recorder } from "./recorder.js";
 
 /** Named resources for `ctx.resource(name)`, provided by plugins or the project config. */
@@ -45,7 +46,7 @@ export interface RunnerOptions {
   poolLimits?: Readonly<Record<string, number>>;
   /** After an abort, how long running steps may go on before they are marked interrupted (default 30 s). */
   graceMs?: number;
-  /** With a worker id, the run heartbeats every `heartbeatMs` (default 5 s) while it executes. */
+  /** Who executes the run (default this process, `<host>:<pid>`); the run heartbeats every `heartbeatMs` (default 5 s) while it executes. */
   worker?: string;
   heartbeatMs?: number;
 }
@@ -89,13 +90,18 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
     upstream.set(stepId(m.asset, m.partition), { asset: m.asset, partition: m.partition, runId: m.runId, materializedAt: m.materializedAt, metadata: m.metadata });
   }
 
-  if (options.worker !== undefined) await store.adoptRun(runId, options.worker);
+  // Every run heartbeats while it executes, wherever it runs, so a dead process's run is found.
+  const worker = options.worker ?? processOwner();
+  if (!(await store.adoptRun(runId, worker))) {
+    const held = await store.runOwner(runId);
+    throw new Error(held === undefined
+      ? `run ${runId} does not exist`
+      : held.status === "running" ? `run ${runId} is already being executed by ${held.worker ?? "another process"}` : `run ${runId} has already ended (${held.status})`);
+  }
   const startedAt = new Date();
   const keysOf = cachedKeys(startedAt);
   rec.run({ id: runId, status: "running", startedAt });
-  const beat = options.worker === undefined
-    ? undefined
-    : setInterval(() => void store.heartbeat(options.worker!, [runId]).catch(() => undefined), options.heartbeatMs ?? 5_000);
+  const beat = setInterval(() => void store.heartbeat(worker, [runId]).catch(() => undefined), options.heartbeatMs ?? 5_000);
   rec.event({ runId, type: "run_started", message: `run started: ${steps.length} steps` });
 
   // The units the run executes: a step, or a range of one asset's partitions when its
@@ -250,8 +256,12 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
     level: status === "success" ? "info" : "error",
     message: `run ${status}: ${all.filter((o) => o.status === "success").length} succeeded, ${failed} failed, ${all.filter((o) => o.status === "upstream_failed").length} upstream failed`,
   });
-  clearInterval(beat);
-  await rec.flush();
+  try {
+    await rec.flush();
+  } finally {
+    // heartbeats go on until the run's end is recorded: a flush waiting out a store outage is no dead worker
+    clearInterval(beat);
+  }
   return { runId, status, steps: all };
 
   async function runUnit(u: StepUnit): Promise<StepOutcome[]> {

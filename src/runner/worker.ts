@@ -3,9 +3,11 @@ import type { AssetGraph } from "../dag/graph.js";
 import type { NewRun, RunRecord, StateStore } from "../state/index.js";
 import { sleep } from "../timers.js";
 import { keepBeating } from "../state/processes.js";
+import { outageGuard, type OutageEvent } from "../state/transient.js";
 import { queueEager } from "./automation.js";
-import { rerunOf } from "./launch.js";
-import { executeRun, type RunOutcome, type RunnerOptions } from "./runner.js";
+import { rerunOf, stepsWithPendingWork } from "./launch.js";
+import { failDeadRuns } from "./liveness.js";
+import { executeRun, type Resources, type RunOutcome, type RunnerOptions } from "./runner.js";
 
 export interface WorkerOptions extends Omit<RunnerOptions, "worker" | "signal"> {
   /** Default `<hostname>:<pid>`. */
@@ -45,6 +47,12 @@ export interface WorkerOptions extends Omit<RunnerOptions, "worker" | "signal"> 
   backfillSlots?: number;
   /** Fires when a run was queued in this process (e.g. by the scheduler): the worker looks at once. */
   wake?: EventTarget;
+  /**
+   * The state store became unreachable, or is back. The worker rides out an outage (a transient
+   * error: refused or dropped connections, a restart): it waits with backoff and goes on; it
+   * does not exit. Runs in flight keep running (their writes are retried).
+   */
+  onOutage?: (e: OutageEvent) => void;
 }
 
 /** How long after a heartbeat turns stale an idle worker wakes to fail its run. */
@@ -75,9 +83,18 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
   const wake = options.wake ?? new EventTarget();
   const stopWatching = options.untilEmpty ? async () => undefined : await store.watchQueue(() => wake.dispatchEvent(new Event("run")));
   const stopBeating = keepBeating(store, "worker", workerId, heartbeatMs); // idle workers too, for /health
+  // a transient store error ends a slot's pass; the slot waits until the store answers, then goes on
+  const guard = outageGuard(() => store.ping(), { signal, ...(options.onOutage ? { onOutage: options.onOutage } : {}) });
+  // A run is dead when its worker had `staleMs` of reachable store to heartbeat and did not. Right
+  // after an outage, heartbeats are old because nobody could write them: for `staleMs` after it,
+  // the outage (and the poll that noticed it late) counts on top.
+  const deadAfterMs = (): number => {
+    const outage = guard.heartbeatGraceMs(staleMs);
+    return outage > 0 ? staleMs + outage + heartbeatMs : staleMs;
+  };
   const loop = async (): Promise<void> => {
     while (!signal.aborted) {
-      await recoverDeadRuns(store, graph, await store.failStaleRuns(staleMs), options.recoveries ?? 1);
+      await recoverDeadRuns(store, graph, await failDeadRuns(store, deadAfterMs()), options.recoveries ?? 1, options.resources);
       // take a lane place before claiming, so that slots claiming at once cannot overfill it
       const mayBackfill = backfillBusy < backfillLane;
       if (mayBackfill) backfillBusy++;
@@ -94,12 +111,14 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
       if (!run) {
         // untilEmpty means the queue, not a cap or a lane that is full for now
         if (options.untilEmpty && !((options.maxRunning !== undefined || !mayBackfill) && (await store.hasQueued(options.backfillId)))) return;
-        const stale = await store.msUntilStale(staleMs);
+        const stale = await store.msUntilStale(deadAfterMs());
         await sleep(Math.min(options.pollMs ?? 1_000, heartbeatMs, stale === undefined ? Infinity : stale + STALE_WAKE_SLACK_MS), signal, wake);
         continue;
       }
       try {
         const outcome = await executeRun(store, graph, run.id, { ...options, worker: workerId, heartbeatMs, signal });
+        // Cut short by this worker's shutdown: queued again from failure, so the next worker resumes it.
+        if (outcome.status === "canceled" && signal.aborted) await resumeLater(store, graph, run, options.resources);
         await queueEager(store, graph, outcome);
         executed++;
         options.onRun?.(outcome);
@@ -114,7 +133,7 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
     }
   };
   try {
-    await Promise.all(Array.from({ length: slots }, loop));
+    await Promise.all(Array.from({ length: slots }, () => guard.survive(loop)));
   } finally {
     await stopWatching();
     await stopBeating();
@@ -131,7 +150,7 @@ export async function runWorker(store: StateStore, graph: AssetGraph, options: W
  * @example
  * await recoverDeadRuns(store, graph, await store.failStaleRuns(15_000), 1);
  */
-export async function recoverDeadRuns(store: StateStore, graph: AssetGraph, dead: readonly RunRecord[], limit: number): Promise<number> {
+export async function recoverDeadRuns(store: StateStore, graph: AssetGraph, dead: readonly RunRecord[], limit: number, resources?: Resources): Promise<number> {
   const attemptOf = (r: RunRecord): number => Number(r.tags["floe/recovery"] ?? 0) + 1;
   const retriesOf = (r: RunRecord): number => {
     const n = Number(r.tags[RUN_RETRIES_TAG]);
@@ -145,7 +164,9 @@ export async function recoverDeadRuns(store: StateStore, graph: AssetGraph, dead
   const reruns: NewRun[] = [];
   for (const r of due) {
     try {
-      const next = rerunOf(graph, r, steps.get(r.id) ?? [], { fromFailure: true }, { tags: { "floe/recovery": String(attemptOf(r)) }, ...(r.backfillId ? { backfillId: r.backfillId } : {}) });
+      const own = steps.get(r.id) ?? [];
+      const pending = resources ? await stepsWithPendingWork(graph, own, resources) : new Set<string>();
+      const next = rerunOf(graph, r, own, { fromFailure: true }, { tags: { "floe/recovery": String(attemptOf(r)) }, ...(r.backfillId ? { backfillId: r.backfillId } : {}) }, pending);
       if (next) reruns.push(next);
     } catch {
       // a step of an asset no loaded pipeline declares: the run stays failed, with its reason
@@ -155,3 +176,23 @@ export async function recoverDeadRuns(store: StateStore, graph: AssetGraph, dead
   return reruns.length;
 }
 
+/**
+ * Queues a run that this worker's shutdown cut short again, from failure (what succeeded is
+ * reused; a raw partition with files left runs again), unless its backfill was canceled. The new
+ * run keeps the old one's priority and tags, and `floe/resumed_from` names it.
+ *
+ * @example
+ * if (outcome.status === "canceled" && signal.aborted) await resumeLater(store, graph, run, resources);
+ */
+export async function resumeLater(store: StateStore, graph: AssetGraph, run: RunRecord, resources?: Resources): Promise<string | undefined> {
+  if (run.backfillId !== null && (await store.canceledBackfills([run.backfillId])).has(run.backfillId)) return undefined;
+  const ended = await store.getRun(run.id);
+  const steps = await store.getSteps(run.id);
+  const pending = resources ? await stepsWithPendingWork(graph, steps, resources) : new Set<string>();
+  try {
+    const next = rerunOf(graph, ended, steps, { fromFailure: true }, { tags: { "floe/resumed_from": run.id }, ...(run.backfillId ? { backfillId: run.backfillId } : {}) }, pending);
+    return next ? (await store.createRun(next)).id : undefined;
+  } catch {
+    return undefined; // a step of an asset no loaded pipeline declares: nothing to resume
+  }
+}

@@ -4,6 +4,7 @@ import { stepId } from "../dag/plan.js";
 import type { Resources } from "../runner/runner.js";
 import type { NewRun, RunRecord, StateStore } from "../state/index.js";
 import { keepBeating } from "../state/processes.js";
+import { outageGuard, type OutageEvent } from "../state/transient.js";
 import { schedulesOf, tickPlan, type Schedule } from "./schedules.js";
 
 export interface SchedulerOptions {
@@ -12,8 +13,14 @@ export interface SchedulerOptions {
   resources?: Resources;
   /** Called for each run a tick created (not for ticks another scheduler already took). */
   onRun?: (schedule: string, tickTime: Date, run: RunRecord) => void;
-  /** A tick that could not be recorded (the state store failed); the scheduler goes on. */
+  /** A tick that could not be recorded (the state store failed for real, not for a while); the scheduler goes on. */
   onError?: (schedule: string, tickTime: Date, error: unknown) => void;
+  /**
+   * The state store became unreachable, or is back. A tick that fails for a transient reason
+   * (refused or dropped connections, a restart) is recorded once the store answers again: its
+   * key (schedule, tick time) is the same, so it is still recorded once.
+   */
+  onOutage?: (e: OutageEvent) => void;
   /** Events older than this many days are deleted, at start and hourly (default 30; 0 keeps all). */
   eventRetentionDays?: number;
   /** At most this many missed ticks are run per schedule with `catchUp: "all"` (default 1,000). */
@@ -65,20 +72,22 @@ export async function runScheduler(store: StateStore, graph: AssetGraph, options
   prune();
   const pruner = setInterval(prune, 3_600_000);
 
-  const last = await store.lastTicks();
+  // a transient store error is waited out (with backoff, reported once) and the work done again
+  const guard = outageGuard(() => store.ping(), { signal, ...(options.onOutage ? { onOutage: options.onOutage } : {}) });
+  const last = (await guard.survive(() => store.lastTicks())) ?? new Map<string, Date>();
   const now = new Date();
   for (const s of schedules) {
     const previous = last.get(s.name);
     const mode = s.definition.catchUp ?? "latest";
     if (!previous || mode === "none") continue;
     const missed = s.cron.nextRuns(options.maxCatchUp ?? 1_000, previous).filter((t) => t <= now);
-    await ticks(s, mode === "all" ? missed : missed.slice(-1)); // one statement for all missed ticks
+    await guard.survive(() => ticks(s, mode === "all" ? missed : missed.slice(-1))); // one statement for all missed ticks
   }
 
   const crons = schedules.map((s) => {
     s.cron.schedule((self: { currentRun(): Date | null }) => {
       const tickTime = self.currentRun() ?? new Date();
-      ticks(s, [tickTime]).catch((e: unknown) => options.onError?.(s.name, tickTime, e));
+      guard.survive(() => ticks(s, [tickTime])).catch((e: unknown) => options.onError?.(s.name, tickTime, e));
     });
     s.cron.resume();
     return s.cron;

@@ -1,4 +1,5 @@
 import { sql, type RawBuilder } from "kysely";
+import { goneLocalOwners } from "./owners.js";
 import { redact } from "../secrets.js";
 import type { ObjectInfo } from "../storage/types.js";
 import type { FileStatus } from "./schema.js";
@@ -94,6 +95,45 @@ const byPath = (a: { path: string }, b: { path: string }): number => Buffer.comp
 /** Seconds, as a float8 parameter. */
 const secs = (ms: number): RawBuilder<number> => sql<number>`${ms / 1000}::float8`;
 
+/** Claim timeout when a caller gives none (rawFiles' default `claimTimeoutMs`). */
+const DEFAULT_CLAIM_TIMEOUT_MS = 600_000;
+
+/**
+ * What tells a live owner of a PROCESSING file from a dead one, besides the claim timeout (the
+ * last resort): the file's run (`run_id`) ended, or its heartbeat is older than `ownerStaleMs`;
+ * or its owner (`claimed_by`) or batch is known dead ({@link FileLedger.deadClaims}).
+ */
+export interface OwnerLiveness {
+  /** A running run whose heartbeat is older than this is dead (3 heartbeats; unset: heartbeats are not read). */
+  ownerStaleMs?: number;
+  /** Owners (`<hostname>:<pid>`) known dead: their process is gone. */
+  deadOwners?: readonly string[];
+  /** Batches known abandoned by their (live) owner. */
+  deadBatches?: readonly string[];
+}
+
+/**
+ * Whether the PROCESSING file `f` (an alias the statement must use) has lost its owner (see
+ * {@link OwnerLiveness}); a file of a batch that a succeeded step of the asset partition recorded
+ * is never lost: it is done.
+ * A run still `queued` counts as live: no step of it can hold a claim, unless its transition to
+ * `running` is still on its way to the store.
+ */
+function lostClaim(source: string, partition: string, o: { claimTimeoutMs: number; retryBaseMs?: number } & OwnerLiveness): RawBuilder<boolean> {
+  const timeout = o.retryBaseMs === undefined || o.retryBaseMs <= 0
+    ? sql`make_interval(secs => ${secs(o.claimTimeoutMs)})`
+    : sql`make_interval(secs => ${secs(o.claimTimeoutMs)} + ${secs(o.retryBaseMs)} * power(2::float8, least(greatest(f.attempts - 1, 0), ${MAX_BACKOFF_EXPONENT})))`;
+  const stale = o.ownerStaleMs === undefined ? sql`` : sql` or r.heartbeat_at < now() - make_interval(secs => ${secs(o.ownerStaleMs)})`;
+  const dead: Array<RawBuilder<unknown>> = [
+    sql`f.claimed_at < now() - ${timeout}`,
+    sql`exists (select 1 from runs r where r.id = f.run_id collate "C" and (r.status not in ('queued', 'running')${stale}))`,
+  ];
+  if (o.deadOwners !== undefined && o.deadOwners.length > 0) dead.push(sql`f.claimed_by in (select json_array_elements_text(${json(o.deadOwners)}::json))`);
+  if (o.deadBatches !== undefined && o.deadBatches.length > 0) dead.push(sql`f.batch_id in (select json_array_elements_text(${json(o.deadBatches)}::json))`);
+  return sql<boolean>`((${sql.join(dead, sql` or `)}) and not exists (select 1 from run_steps s
+    where s.asset = ${source} and s.partition = ${partition} and s.status = 'success' and s.metadata->>'batchId' = f.batch_id))`;
+}
+
 const columns = sql`id::text as id, source, partition, path, etag, size::text as size, last_modified, status, claimed_by, claimed_at,
   attempts, next_attempt_at, error, rows::text as rows, bytes::text as bytes, run_id, batch_id, discovered_at, updated_at`;
 
@@ -125,8 +165,9 @@ const toRecord = (r: FileRow): FileRecord => ({
  * many workers:
  * - every write is one set-based statement (never one query per file);
  * - `claim` takes files with `FOR UPDATE SKIP LOCKED`, so concurrent workers never share a file;
- * - a claim that outlives `claimTimeoutMs` (its worker died) is taken again, with the earlier
- *   batch id, so the new claimant can find out whether that batch was committed after all;
+ * - a PROCESSING claim belongs to a live owner: one whose run ended or stopped heartbeating, whose
+ *   process on this host is gone, or (last resort) that outlived `claimTimeoutMs` is taken again,
+ *   with the earlier batch id; a batch that a succeeded step recorded is settled, never retaken;
  * - files are marked SUCCESS by batch (`settleBatch`) only once the batch's output is committed.
  *
  * @example
@@ -207,14 +248,20 @@ export class FileLedger {
    * Claims up to `limit` files of a source's partition, in path order, in one statement
    * (`UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`): files DISCOVERED, FAILED ones whose
    * backoff has passed and that have attempts left (`attempts < maxAttempts`), and PROCESSING
-   * ones whose claim is older than `claimTimeoutMs` (their worker died; with `retryBaseMs`, such
-   * a lost attempt also waits the failure backoff). Claimed files become PROCESSING with this
-   * worker, run and batch, and one more attempt. Any number of workers may claim at once: each
-   * file goes to one of them. Returns [] when nothing is claimable.
+   * ones whose owner is gone (see {@link OwnerLiveness}): their run ended (failed, canceled, or
+   * ended without settling them), their run's heartbeat is older than `ownerStaleMs`, their
+   * owner or batch is in `deadOwners` / `deadBatches`, or, as a last resort, their claim is
+   * older than `claimTimeoutMs` (with `retryBaseMs`, such a timed-out attempt also waits the
+   * failure backoff). A PROCESSING file of a batch that a succeeded step recorded is never taken:
+   * it is done, and is settled first. A lost file on its last attempt ends FAILED instead.
+   * Claimed files become PROCESSING with this worker, run and batch, and one more attempt. Any
+   * number of workers may claim at once: each file goes to one of them. Returns [] when nothing
+   * is claimable.
    *
    * @example
-   * const files = await ledger.claim({ source: "raw_orders", partition: "2025-01-01", workerId: "host:123", runId, batchId, limit: 100, claimTimeoutMs: 600_000, maxAttempts: 3 });
-   * const recovered = files.filter((f) => f.previousBatchId !== null); // check whether those batches were committed
+   * const dead = await ledger.deadClaims("raw_orders", "2025-01-01");
+   * const files = await ledger.claim({ source: "raw_orders", partition: "2025-01-01", workerId: "host:123", runId, batchId, limit: 100, claimTimeoutMs: 600_000, maxAttempts: 3, ownerStaleMs: 15_000, ...dead });
+   * const recovered = files.filter((f) => f.previousBatchId !== null); // taken over from a dead owner
    */
   async claim(opts: {
     source: string;
@@ -228,41 +275,173 @@ export class FileLedger {
     retryBaseMs?: number;
     /** Only files modified at or after this time (a file of unknown mtime is claimed). */
     modifiedSince?: Date;
-  }): Promise<ClaimedFile[]> {
+  } & OwnerLiveness): Promise<ClaimedFile[]> {
     if (opts.limit <= 0) return [];
-    const lostWait =
-      opts.retryBaseMs === undefined || opts.retryBaseMs <= 0
-        ? sql`make_interval(secs => ${secs(opts.claimTimeoutMs)})`
-        : sql`make_interval(secs => ${secs(opts.claimTimeoutMs)} + ${secs(opts.retryBaseMs)} * power(2::float8, least(greatest(attempts - 1, 0), ${MAX_BACKOFF_EXPONENT})))`;
-    // A claim that timed out after its batch was recorded is done, not lost; one that timed out
-    // on its last attempt (the file stopped its worker every time) is a failure, not a retry.
+    const partition = opts.partition ?? "";
+    const lost = lostClaim(opts.source, partition, opts);
+    // A claim lost after its batch was recorded is done, not lost; one lost on its last attempt
+    // (the file stopped its worker every time) is a failure, not a retry.
     await this.settleMaterialized(opts.source, opts.partition ?? null);
-    await sql`update processed_files set status = 'FAILED', claimed_by = null, claimed_at = null, updated_at = now(),
+    await sql`update processed_files f set status = 'FAILED', claimed_by = null, claimed_at = null, updated_at = now(),
         error = 'its worker stopped (crashed, killed or timed out) on each of ' || attempts || ' attempts while processing it'
-      where source = ${opts.source} and partition = ${opts.partition ?? ""} and status = 'PROCESSING'
-        and attempts >= ${opts.maxAttempts}::int and claimed_at < now() - ${lostWait}`.execute(this.store.db);
+      where f.source = ${opts.source} and f.partition = ${partition} and f.status = 'PROCESSING'
+        and f.attempts >= ${opts.maxAttempts}::int and ${lost}`.execute(this.store.db);
     const { rows } = await sql<{ id: string; path: string; etag: string; size: string; last_modified: Date | null; attempts: number; previous_batch_id: string | null }>`
-      update processed_files f set
-        status = 'PROCESSING', claimed_by = ${opts.workerId}, claimed_at = now(), attempts = f.attempts + 1,
+      update processed_files t set
+        status = 'PROCESSING', claimed_by = ${opts.workerId}, claimed_at = now(), attempts = t.attempts + 1,
         run_id = ${opts.runId}, batch_id = ${opts.batchId}, next_attempt_at = null, rows = null, bytes = null, updated_at = now()
       from (
-        select id, status as old_status, batch_id as old_batch_id
-        from processed_files
-        where source = ${opts.source} and partition = ${opts.partition ?? ""}
-          and (status = 'DISCOVERED'
-            or (status = 'FAILED' and attempts < ${opts.maxAttempts}::int and next_attempt_at <= now())
-            or (status = 'PROCESSING' and attempts < ${opts.maxAttempts}::int and claimed_at < now() - ${lostWait}))
-          ${opts.modifiedSince === undefined ? sql`` : sql`and (last_modified is null or last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}
-        order by path
+        select f.id, f.status as old_status, f.batch_id as old_batch_id
+        from processed_files f
+        where f.source = ${opts.source} and f.partition = ${partition}
+          and (f.status = 'DISCOVERED'
+            or (f.status = 'FAILED' and f.attempts < ${opts.maxAttempts}::int and f.next_attempt_at <= now())
+            or (f.status = 'PROCESSING' and f.attempts < ${opts.maxAttempts}::int and ${lost}))
+          ${opts.modifiedSince === undefined ? sql`` : sql`and (f.last_modified is null or f.last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}
+        order by f.path
         limit ${opts.limit}::int
         for update skip locked
       ) old
-      where f.id = old.id
-      returning f.id::text as id, f.path, f.etag, f.size::text as size, f.last_modified, f.attempts,
+      where t.id = old.id
+      returning t.id::text as id, t.path, t.etag, t.size::text as size, t.last_modified, t.attempts,
         case when old.old_status in ('PROCESSING', 'DISCOVERED') then old.old_batch_id end as previous_batch_id`.execute(this.store.db);
     return rows
       .map((r) => ({ id: r.id, path: r.path, etag: r.etag, size: Number(r.size), lastModified: r.last_modified, attempts: r.attempts, previousBatchId: r.previous_batch_id }))
       .sort(byPath);
+  }
+
+  /**
+   * The owners known dead among those holding PROCESSING files of a source partition, from one
+   * query: owners on this host (`claimed_by` is `<hostname>:<pid>`) whose process no longer
+   * exists, and batches of this process (`self.workerId`) listed in `self.abandonedBatches` (a
+   * step of this process gave up on them without giving them back). Pass the result to
+   * {@link claim} or {@link pendingFiles}.
+   *
+   * @example
+   * const dead = await ledger.deadClaims("raw_orders", "2025-01-01"); // { deadOwners: ["host:4711"], deadBatches: [] }
+   * await ledger.claim({ ...opts, ...dead });
+   */
+  async deadClaims(
+    source: string,
+    partition: string | null,
+    self?: { workerId: string; abandonedBatches: ReadonlySet<string> },
+  ): Promise<{ deadOwners: string[]; deadBatches: string[] }> {
+    const { rows } = await sql<{ claimed_by: string | null; batch_id: string | null }>`
+      select distinct claimed_by, batch_id from processed_files
+      where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING'`.execute(this.store.db);
+    const owners = [...new Set(rows.flatMap((r) => (r.claimed_by === null ? [] : [r.claimed_by])))];
+    const deadBatches = self === undefined
+      ? []
+      : [...new Set(rows.flatMap((r) => (r.claimed_by === self.workerId && r.batch_id !== null && self.abandonedBatches.has(r.batch_id) ? [r.batch_id] : [])))];
+    return { deadOwners: goneLocalOwners(owners), deadBatches };
+  }
+
+  /**
+   * How many files of a source partition are held by another batch than `batchId` and not yet
+   * ingested (PROCESSING, no rows recorded): files a step must wait for before it may report the
+   * partition done. Files already ingested by another run (rows recorded, waiting for that run's
+   * commit) are not counted. With `modifiedSince`, only files modified at or after it count.
+   *
+   * @example
+   * while ((await ledger.heldElsewhere("raw_orders", "2025-01-01", { batchId })) > 0) await sleep(500, signal);
+   */
+  async heldElsewhere(source: string, partition: string | null, opts: { batchId: string; modifiedSince?: Date }): Promise<number> {
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from processed_files
+      where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING' and rows is null
+        and batch_id is distinct from ${opts.batchId}
+        ${opts.modifiedSince === undefined ? sql`` : sql`and (last_modified is null or last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}`.execute(this.store.db);
+    return rows[0]?.n ?? 0;
+  }
+
+  /**
+   * How many files of a source partition still wait to be ingested, in one query: DISCOVERED,
+   * FAILED (with `maxAttempts`, only those with attempts left), and PROCESSING ones whose owner
+   * is gone (as {@link claim} judges it). With `modifiedSince`, only files modified at or after
+   * it count (rawFiles `since`).
+   *
+   * @example
+   * const left = await ledger.pendingFiles("raw_orders", "2025-01-01", { ownerStaleMs: 15_000, claimTimeoutMs: 600_000, maxAttempts: 3 });
+   */
+  async pendingFiles(
+    source: string,
+    partition: string | null,
+    opts: { claimTimeoutMs?: number; maxAttempts?: number; modifiedSince?: Date } & OwnerLiveness = {},
+  ): Promise<number> {
+    const p = partition ?? "";
+    const lost = lostClaim(source, p, { claimTimeoutMs: opts.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS, ...opts });
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from processed_files f
+      where f.source = ${source} and f.partition = ${p}
+        and (f.status = 'DISCOVERED'
+          or (f.status = 'FAILED' ${opts.maxAttempts === undefined ? sql`` : sql`and f.attempts < ${opts.maxAttempts}::int`})
+          or (f.status = 'PROCESSING' and ${lost}))
+        ${opts.modifiedSince === undefined ? sql`` : sql`and (f.last_modified is null or f.last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}`.execute(this.store.db);
+    return rows[0]?.n ?? 0;
+  }
+
+  /**
+   * The FAILED files of a source partition (whether in backoff or out of attempts): how many,
+   * and the first `sample` of them by path with their errors. With `modifiedSince`, only files
+   * modified at or after it count.
+   *
+   * @example
+   * const { count, sample } = await ledger.failedFiles("raw_orders", "2025-01-01"); // { count: 1, sample: [{ path: "orders/2025-01-01/bad.csv", error: "line 2: …" }] }
+   */
+  async failedFiles(source: string, partition: string | null, opts: { modifiedSince?: Date; sample?: number } = {}): Promise<{ count: number; sample: Array<{ path: string; error: string | null }> }> {
+    const { rows } = await sql<{ n: number; path: string; error: string | null }>`select count(*) over ()::int as n, path, error from processed_files
+      where source = ${source} and partition = ${partition ?? ""} and status = 'FAILED'
+        ${opts.modifiedSince === undefined ? sql`` : sql`and (last_modified is null or last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}
+      order by path limit ${opts.sample ?? 3}::int`.execute(this.store.db);
+    return { count: rows[0]?.n ?? 0, sample: rows.map((r) => ({ path: r.path, error: r.error })) };
+  }
+
+  /**
+   * The state store's clock, for {@link removeUnlisted}'s `listedSince`.
+   *
+   * @example
+   * const listedSince = await ledger.now(); // then list the storage
+   */
+  async now(): Promise<Date> {
+    const { rows } = await sql<{ now: Date }>`select now() as now`.execute(this.store.db);
+    return new Date(rows[0]!.now);
+  }
+
+  /**
+   * Forgets the files of a source partition that a complete listing no longer holds: one select
+   * of the partition's paths (those recorded before `listedSince`, so a file that landed after the
+   * listing began is not taken for gone), the difference with `listed` in memory, then one
+   * delete. A file PROCESSING by a live owner (as {@link claim} judges it) is kept; a later
+   * listing decides. `beforeDelete` gets the files about to go first, to remove what was derived
+   * from them (if it throws, nothing is deleted). Returns the files removed (id, path, batch), by
+   * path. A file listed again later at the same path is simply new.
+   *
+   * @example
+   * const listedSince = await ledger.now();
+   * const listed = new Set<string>(); // every key the glob matched, over all pages
+   * const removed = await ledger.removeUnlisted("raw_orders", "2025-01-01", listed, { listedSince, claimTimeoutMs: 600_000, ownerStaleMs: 15_000 });
+   */
+  async removeUnlisted(
+    source: string,
+    partition: string | null,
+    listed: ReadonlySet<string>,
+    opts: { listedSince: Date; claimTimeoutMs: number } & OwnerLiveness,
+    beforeDelete?: (files: ReadonlyArray<{ id: string; path: string; batchId: string | null }>) => Promise<void>,
+  ): Promise<Array<{ id: string; path: string; batchId: string | null }>> {
+    const p = partition ?? "";
+    const lost = lostClaim(source, p, opts);
+    const { rows } = await sql<{ id: string; path: string; batch_id: string | null; removable: boolean }>`
+      select f.id::text as id, f.path, f.batch_id, (f.status <> 'PROCESSING' or ${lost}) as removable from processed_files f
+      where f.source = ${source} and f.partition = ${p} and f.discovered_at < ${opts.listedSince.toISOString()}::timestamptz`.execute(this.store.db);
+    const gone = rows.filter((r) => r.removable && !listed.has(r.path)).map((r) => ({ id: r.id, path: r.path, batchId: r.batch_id })).sort(byPath);
+    if (gone.length === 0) return [];
+    await beforeDelete?.(gone);
+    const { rows: removed } = await sql<{ id: string }>`
+      delete from processed_files f
+      where f.id in (select value::bigint from json_array_elements_text(${json(gone.map((g) => g.id))}::json))
+        and f.source = ${source} and f.partition = ${p}
+        and (f.status <> 'PROCESSING' or ${lost})
+      returning f.id::text as id`.execute(this.store.db);
+    const ids = new Set(removed.map((r) => r.id));
+    return gone.filter((g) => ids.has(g.id));
   }
 
   /**
@@ -298,20 +477,21 @@ export class FileLedger {
    * `rows` and `bytes` but stay PROCESSING in the batch until `settleBatch` marks them done after
    * the batch's output is committed. Only rows still PROCESSING in `batchId` and claimed by
    * `workerId` are touched: a worker whose claim was taken over changes nothing. Errors are
-   * redacted (no resolved secret is stored). Returns how many files it updated.
+   * redacted (no resolved secret is stored). Returns the ids of the files it recorded: a file
+   * missing from them is no longer this claim's (another worker took it over).
    *
    * @example
-   * await ledger.recordBatch([{ id: a.id, status: "SUCCESS", rows: 120, bytes: 4096 }, { id: b.id, status: "FAILED", error: "line 3: unterminated quote" }], { batchId, workerId: "host:123" });
+   * const mine = await ledger.recordBatch([{ id: a.id, status: "SUCCESS", rows: 120, bytes: 4096 }, { id: b.id, status: "FAILED", error: "line 3: unterminated quote" }], { batchId, workerId: "host:123" });
    * await ledger.settleBatch(batchId); // after the commit: a is SUCCESS with rows 120, bytes 4096
    */
-  async recordBatch(results: readonly FileResult[], opts: { batchId: string; workerId: string; retryBaseMs?: number }): Promise<number> {
-    if (results.length === 0) return 0;
+  async recordBatch(results: readonly FileResult[], opts: { batchId: string; workerId: string; retryBaseMs?: number }): Promise<string[]> {
+    if (results.length === 0) return [];
     for (const r of results) {
       if (r.status !== "SUCCESS" && r.status !== "FAILED") throw new Error(`recordBatch: file ${r.id} has status ${String(r.status)}; expected SUCCESS or FAILED`);
     }
     const input = results.map((r) => ({ id: r.id, failed: r.status === "FAILED", rows: r.rows ?? null, bytes: r.bytes ?? null, error: r.error == null ? null : redact(r.error) }));
     const base = opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS;
-    const r = await sql`
+    const { rows } = await sql<{ id: string }>`
       update processed_files f set
         status = case when r.failed then 'FAILED' else f.status end,
         rows = r.rows, bytes = r.bytes,
@@ -322,8 +502,9 @@ export class FileLedger {
           then now() + make_interval(secs => ${secs(base)} * power(2::float8, least(greatest(f.attempts - 1, 0), ${MAX_BACKOFF_EXPONENT}))) end,
         updated_at = now()
       from json_to_recordset(${json(input)}::json) as r(id bigint, failed boolean, rows bigint, bytes bigint, error text)
-      where f.id = r.id and f.status = 'PROCESSING' and f.batch_id = ${opts.batchId} and f.claimed_by = ${opts.workerId}`.execute(this.store.db);
-    return Number(r.numAffectedRows ?? 0);
+      where f.id = r.id and f.status = 'PROCESSING' and f.batch_id = ${opts.batchId} and f.claimed_by = ${opts.workerId}
+      returning f.id::text as id`.execute(this.store.db);
+    return rows.map((x) => x.id);
   }
 
   /**

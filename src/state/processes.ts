@@ -43,14 +43,18 @@ export async function heartbeatAges(store: StateStore): Promise<Array<{ role: st
 
 /**
  * Beats every `intervalMs` until the returned function is called, which forgets the process.
- * A failed beat is ignored: the next one tries again, and /health reports the silence. On start
+ * A failed beat (the store unreachable for a while) is ignored: the next one tries again, and
+ * /health reports the silence; a beat still waiting for the store is not doubled. On start
  * it removes the rows of processes of its role silent for 3 intervals: it replaces them.
  *
  * @example
  * const stop = keepBeating(store, "scheduler", id, 5_000); … await stop();
  */
 export function keepBeating(store: StateStore, role: "scheduler" | "worker", id: string, intervalMs: number): () => Promise<void> {
-  const tick = (): Promise<void> => beat(store, role, id).catch(() => undefined);
+  // One beat in flight at a time: while the store is unreachable (each try may wait for the
+  // connect timeout), beats are skipped rather than piled up; the first one after it is back lands.
+  let beating: Promise<void> | undefined;
+  const tick = (): Promise<void> => (beating ??= beat(store, role, id).catch(() => undefined).finally(() => (beating = undefined)));
   // A process that starts supersedes the silent ones of its role (they died): their rows go, in
   // the statement that records its own first beat, so /health never sees the role without a process.
   const first = sql`with gone as (

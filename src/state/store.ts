@@ -9,6 +9,7 @@ import { coreMigrations, migrate, type Migration } from "./migrations.js";
 import { deliveryMigrations } from "./deliveries.js";
 import { processMigrations } from "./processes.js";
 import { schedulerMigrations } from "./ticks.js";
+import { backoffMs } from "./transient.js";
 import { PGliteDialect } from "./pglite-dialect.js";
 import type { AssetPartitionsTable, Database, EventsTable, RunStepsTable, RunsTable } from "./schema.js";
 
@@ -109,6 +110,12 @@ export interface NewRun {
   status?: RunStatus;
   /** Higher runs first in the queue (default 0; backfills use -1). */
   priority?: number;
+  /**
+   * The process that executes the run now (`<host>:<pid>`): the run is recorded `running`, claimed
+   * by it and heartbeating from its creation, so no worker can claim it too. Without it the run is
+   * recorded with `status` (default `queued`) for a worker to claim.
+   */
+  worker?: string;
   /** The backfill this run belongs to. */
   backfillId?: string | null;
   /** In plan (dependency) order; `getSteps` returns them in this order. */
@@ -188,7 +195,8 @@ export const BACKFILL_PRIORITY = -1;
 function runRow(r: NewRun) {
   return {
     id: r.id ?? randomUUID(),
-    status: r.status ?? "queued",
+    status: r.worker === undefined ? (r.status ?? "queued") : "running",
+    worker: r.worker ?? null,
     trigger: r.trigger,
     selection: r.selection ?? null,
     partition_range: r.partitionRange ?? null,
@@ -260,24 +268,59 @@ export class StateStore {
     return this.listen(["floe_state", "floe_runs"], this.changed, "change", onChange, this.queued);
   }
 
+  /**
+   * Listens on `local` (this process) and, on PostgreSQL, with LISTEN on a connection of its own.
+   * A lost listening connection (a restart, an outage) is opened again with backoff (250 ms
+   * doubling to 5 s); once it is back, `fn` fires once, since something may have happened
+   * unheard meanwhile. Until then, only latency is lost: readers also poll.
+   */
   private async listen(channels: string | readonly string[], local: EventTarget, type: string, fn: () => void, also?: EventTarget): Promise<() => Promise<void>> {
     const handler = (): void => fn();
     local.addEventListener(type, handler);
     also?.addEventListener("run", handler);
     let client: pg.Client | undefined;
-    if (this.engine === "postgres" && this.url) {
-      client = new pg.Client({ connectionString: this.url, application_name: "floe listen" });
-      client.on("notification", () => fn());
-      client.on("error", () => undefined); // a lost listener only costs latency: readers also poll
+    let stopped = false;
+    let retry: NodeJS.Timeout | undefined;
+    let failures = 0;
+    const url = this.url;
+    const open = async (again: boolean): Promise<void> => {
+      if (stopped || url === undefined) return;
+      const c = new pg.Client({ connectionString: url, application_name: "floe listen", connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: PG_KEEPALIVE_DELAY_MS });
+      let lost = false;
+      const lose = (): void => {
+        if (lost) return;
+        lost = true;
+        if (client === c) client = undefined;
+        void c.end().catch(() => undefined);
+        if (stopped) return;
+        failures++;
+        retry = setTimeout(() => void open(true), backoffMs(failures));
+        retry.unref(); // a forgotten watcher does not hold the process
+      };
+      c.on("notification", () => fn());
+      c.on("error", lose);
+      c.on("end", lose);
       try {
-        await client.connect();
-        for (const c of typeof channels === "string" ? [channels] : channels) await client.query(`LISTEN ${c}`);
+        await c.connect();
+        for (const ch of typeof channels === "string" ? [channels] : channels) await c.query(`LISTEN ${ch}`);
       } catch {
-        await client.end().catch(() => undefined);
-        client = undefined;
+        lose();
+        return;
       }
-    }
+      if (lost) return;
+      if (stopped) {
+        lost = true;
+        await c.end().catch(() => undefined);
+        return;
+      }
+      client = c;
+      failures = 0;
+      if (again) fn();
+    };
+    if (this.engine === "postgres") await open(false);
     return async () => {
+      stopped = true;
+      clearTimeout(retry);
       local.removeEventListener(type, handler);
       also?.removeEventListener("run", handler);
       await client?.end().catch(() => undefined);
@@ -357,9 +400,11 @@ export class StateStore {
         select e, o from jsonb_array_elements(${json(rows)}::jsonb) with ordinality as t(e, o)
       ), r as (
         -- created_at a microsecond apart keeps the queue in the order given
-        insert into runs (id, status, trigger, selection, partition_range, parent_run_id, tags, priority, backfill_id, created_at)
+        -- a run created with its worker is claimed in the same statement: no other process can take it
+        insert into runs (id, status, trigger, selection, partition_range, parent_run_id, tags, priority, backfill_id, created_at, worker, heartbeat_at, started_at)
         select e->>'id', e->>'status', e->>'trigger', e->>'selection', e->>'partition_range', e->>'parent_run_id', e->'tags',
-               (e->>'priority')::int, e->>'backfill_id', now() + o * interval '1 microsecond'
+               (e->>'priority')::int, e->>'backfill_id', now() + o * interval '1 microsecond',
+               e->>'worker', case when e->>'worker' is not null then now() end, case when e->>'worker' is not null then now() end
         from src
         returning *
       ), s as (
@@ -653,7 +698,11 @@ export class StateStore {
    * Writes run and step transitions, events and materializations in one set-based statement
    * (one transaction, one round trip). Several updates of one step or run merge, later fields
    * winning; of two materializations of one asset partition the newer is kept, here and against
-   * the stored one.
+   * the stored one. With `retry` (the same batch again, after a try whose outcome was lost with
+   * its connection) an event already stored as it is (run, step, type, level, message, data and
+   * time) is not inserted twice; the other writes set values, so they apply twice the same.
+   * Fenced: transitions and materializations of a run that has ended (failed by another process
+   * that found it dead) are not applied, so a late executor cannot overwrite the outcome.
    *
    * @example
    * await store.writeBatch({
@@ -662,7 +711,7 @@ export class StateStore {
    *   materializations: [{ asset: "orders", partition: null, runId, materializedAt: new Date(), codeVersion: null, dataVersion: null, metadata: { rows: 10 } }],
    * });
    */
-  async writeBatch(batch: WriteBatch): Promise<void> {
+  async writeBatch(batch: WriteBatch, opts: { retry?: boolean } = {}): Promise<void> {
     const runs = mergeBy(batch.runs ?? [], (r) => r.id);
     const steps = mergeBy(batch.steps ?? [], stepKey);
     const events = batch.events ?? [];
@@ -681,7 +730,9 @@ export class StateStore {
           ended_at = coalesce((e->>'endedAt')::timestamptz, u.ended_at),
           error = case when e ? 'error' then e->>'error' else u.error end
         from jsonb_array_elements(${json(runs)}::jsonb) e
-        where u.id = e->>'id' and u.id = any(${runs.map((r) => r.id)}::text[]))`); // any(): lets the planner use the index
+        -- fenced: a run that has ended (failed as dead by another process, say) keeps its outcome,
+        -- whatever its former executor writes later
+        where u.id = e->>'id' and u.id = any(${runs.map((r) => r.id)}::text[]) and u.status in ('queued', 'running'))`); // any(): lets the planner use the index
     }
     if (steps.length > 0) {
       parts.push(sql`s as (
@@ -692,8 +743,9 @@ export class StateStore {
           ended_at = coalesce((e->>'endedAt')::timestamptz, u.ended_at),
           error = case when e ? 'error' then e->>'error' else u.error end,
           metadata = case when jsonb_typeof(e->'metadata') = 'object' then e->'metadata' else u.metadata end
-        from jsonb_array_elements(${json(steps)}::jsonb) e
-        where u.run_id = e->>'runId' and u.asset = e->>'asset' and u.partition = coalesce(e->>'partition', ''))`);
+        from jsonb_array_elements(${json(steps)}::jsonb) e, runs r
+        where u.run_id = e->>'runId' and u.asset = e->>'asset' and u.partition = coalesce(e->>'partition', '')
+          and r.id = u.run_id and r.status in ('queued', 'running'))`);
     }
     if (events.length > 0) {
       parts.push(sql`ev as (
@@ -701,6 +753,10 @@ export class StateStore {
         select e->>'runId', e->>'asset', e->>'partition', e->>'type', coalesce(e->>'level', 'info'), e->>'message',
                nullif(e->'data', 'null'::jsonb), coalesce((e->>'at')::timestamptz, now())
         from jsonb_array_elements(${json(events)}::jsonb) with ordinality as t(e, o)
+        ${opts.retry ? sql`where e->>'at' is null or not exists (select 1 from events x where x.run_id = e->>'runId' and x.created_at = (e->>'at')::timestamptz
+          and x.type = e->>'type' and x.message = e->>'message' and x.level = coalesce(e->>'level', 'info')
+          and x.asset is not distinct from e->>'asset' and x.partition is not distinct from e->>'partition'
+          and x.data is not distinct from nullif(e->'data', 'null'::jsonb))` : sql``}
         order by o)`);
     }
     if (mats.size > 0) {
@@ -709,6 +765,8 @@ export class StateStore {
         select e->>'asset', coalesce(e->>'partition', ''), e->>'runId', (e->>'materializedAt')::timestamptz,
                e->>'codeVersion', e->>'dataVersion', coalesce(e->'metadata', '{}')
         from jsonb_array_elements(${json([...mats.values()])}::jsonb) e
+        -- a run that has ended (failed as dead) records no materialization any more
+        where exists (select 1 from runs r where r.id = e->>'runId' and r.status in ('queued', 'running'))
         on conflict (asset, partition) do update set
           last_run_id = excluded.last_run_id, materialized_at = excluded.materialized_at, code_version = excluded.code_version,
           data_version = excluded.data_version, metadata = excluded.metadata
@@ -790,9 +848,26 @@ export class StateStore {
     });
   }
 
-  /** Marks a run as executed by `worker` (heartbeating from now), for runs not claimed from the queue. */
-  async adoptRun(runId: string, worker: string): Promise<void> {
-    await sql`update runs set worker = ${worker}, heartbeat_at = now() where id = ${runId}`.execute(this.db);
+  /**
+   * Takes a run for `worker` before executing it, atomically: a queued run becomes running with
+   * this worker (heartbeating from now); a run already running with this worker (claimed from the
+   * queue, or created with its worker) is confirmed. Returns false when the run is not this
+   * worker's to execute: another process holds it, or it has ended.
+   *
+   * @example
+   * if (!(await store.adoptRun(run.id, "host:1234"))) throw new Error("taken by another process");
+   */
+  async adoptRun(runId: string, worker: string): Promise<boolean> {
+    const { rows } = await sql<{ id: string }>`update runs set status = 'running', worker = ${worker}, heartbeat_at = now(), started_at = coalesce(started_at, now())
+      where id = ${runId} and (status = 'queued' or (status = 'running' and worker = ${worker}))
+      returning id`.execute(this.db);
+    return rows.length > 0;
+  }
+
+  /** Who holds a run and in which status, for saying why it cannot be executed. */
+  async runOwner(runId: string): Promise<{ status: RunStatus; worker: string | null } | undefined> {
+    const { rows } = await sql<{ status: RunStatus; worker: string | null }>`select status, worker from runs where id = ${runId}`.execute(this.db);
+    return rows[0];
   }
 
   /** Whether any run (of a backfill, if given) waits in the queue. */
@@ -820,12 +895,12 @@ export class StateStore {
    * @example
    * const dead = await store.failStaleRuns(15_000);
    */
-  async failStaleRuns(timeoutMs: number): Promise<RunRecord[]> {
+  async failStaleRuns(timeoutMs: number, deadWorkers: readonly string[] = []): Promise<RunRecord[]> {
     const { rows } = await sql<Selectable<RunsTable>>`
       with dead as (
         update runs set status = 'failed', ended_at = now(),
-          error = 'worker ' || coalesce(worker, '?') || ' stopped heartbeating'
-        where status = 'running' and heartbeat_at < now() - make_interval(secs => ${timeoutMs / 1000})
+          error = 'worker ' || coalesce(worker, '?') || case when worker = any(${[...deadWorkers]}::text[]) then ' is gone (its process exited)' else ' stopped heartbeating' end
+        where status = 'running' and (heartbeat_at < now() - make_interval(secs => ${timeoutMs / 1000}) or worker = any(${[...deadWorkers]}::text[]))
         returning *
       ), steps as (
         update run_steps set
@@ -841,6 +916,19 @@ export class StateStore {
       )
       select dead.* from dead`.execute(this.db);
     return rows.map(toRun);
+  }
+
+  /**
+   * The workers (`<host>:<pid>`) of running runs whose id starts with `prefix` (this host's), for
+   * finding the ones whose process is gone.
+   *
+   * @example
+   * const mine = await store.runningWorkers(`${hostname()}:`);
+   */
+  async runningWorkers(prefix: string): Promise<string[]> {
+    const { rows } = await sql<{ worker: string }>`select distinct worker from runs
+      where status = 'running' and worker is not null and starts_with(worker, ${prefix})`.execute(this.db);
+    return rows.map((r) => r.worker);
   }
 
   /**
@@ -1095,6 +1183,11 @@ export function redactUrl(url: string): string {
   return out;
 }
 
+/** How long opening a PostgreSQL connection may take before it fails (and is retried by its caller). */
+const PG_CONNECT_TIMEOUT_MS = 5_000;
+/** Idle time of a PostgreSQL connection before TCP keepalive probes start. */
+const PG_KEEPALIVE_DELAY_MS = 10_000;
+
 function parsePgUrl(url: string): PgTarget {
   let u: URL | undefined;
   try {
@@ -1117,8 +1210,14 @@ async function openPostgres(url: string, migrations: readonly Migration[], owner
   const target = parsePgUrl(url);
   const types = new pg.TypeOverrides();
   types.setTypeParser(INT8_OID, (v: string) => v); // the default, whatever another library set globally
-  const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 5000, application_name: owner, types });
-  pool.on("error", () => {}); // an idle client lost its connection: the next query reconnects
+  // keepAlive: a connection to a server that vanished without a word (a network cut) errors out
+  // instead of waiting forever; a refused or slow connect fails after 5 s and is retried by callers.
+  const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: PG_KEEPALIVE_DELAY_MS, application_name: owner, types });
+  pool.on("error", () => {}); // an idle client lost its connection: the pool drops it, the next query reconnects
+  // A client in use whose connection drops between two queries (or after the failed one) emits
+  // "error" with no listener of the pool's: without this one, that would crash the process.
+  // The query in flight fails on its own, and the pool discards the client when it comes back.
+  pool.on("connect", (client) => client.on("error", () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   try {
     await migrate(db, migrations, `PostgreSQL at ${target.host}:${target.port}/${target.database}`);
@@ -1140,7 +1239,7 @@ function connectionError(e: unknown, t: PgTarget): UserError | undefined {
     return new UserError(`cannot reach PostgreSQL at ${at} (${code}); is it running? check FLOE_DATABASE_URL`);
   }
   if (/connection timeout|timeout expired/i.test(e.message)) {
-    return new UserError(`cannot reach PostgreSQL at ${at} (timed out after 5 s); is it running? check FLOE_DATABASE_URL`);
+    return new UserError(`cannot reach PostgreSQL at ${at} (timed out after ${PG_CONNECT_TIMEOUT_MS / 1000} s); is it running? check FLOE_DATABASE_URL`);
   }
   if (/^Connection terminated unexpectedly/.test(e.message)) {
     return new UserError(`cannot reach PostgreSQL at ${at} (the connection was closed); is it running? check FLOE_DATABASE_URL`);

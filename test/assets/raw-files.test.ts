@@ -75,10 +75,11 @@ describe("rawFiles → duckdbTable", () => {
     put("orders/2025-01-01/worse.csv", "id,amount\n\"7,70\n");
     const out = await run([raw(0)]);
     expect(out.steps[0]!.status).toBe("failed");
-    expect(out.steps[0]!.error).toMatch(/^1 file failed \(maxFailedFiles: 0\), e\.g\. orders\/2025-01-01\/worse\.csv: line 2: /);
+    // bad.csv, failed (out of attempts) in the first test, counts too: the partition still holds it
+    expect(out.steps[0]!.error).toMatch(/^2 files failed \(maxFailedFiles: 0\), e\.g\. orders\/2025-01-01\/worse\.csv: line 2: .* \(1 of them in an earlier run\); fix or remove the files, then run again$/);
   });
 
-  it("a file deleted between listing and reading fails alone, naming it; the others are ingested", async () => {
+  it("a file listed (by a sensor) and deleted before the run lists the landing is forgotten, not failed; the others are ingested", async () => {
     const gone = rawFiles("raw_gone", { storage: { type: "local", root: "landing" }, glob: "gone/*.csv", format: "csv", maxFailedFiles: 1, maxAttempts: 1 });
     put("gone/keep.csv", "id\n1\n");
     put("gone/vanish.csv", "id\n2\n");
@@ -90,11 +91,9 @@ describe("rawFiles → duckdbTable", () => {
     rmSync(join(landing, "gone", "vanish.csv"));
     const out = await materialize(store, AssetGraph.build([{ module: "t.ts", pipeline: pipeline("t", { assets: [gone] }) }]), { assets: new Set(["raw_gone"]), selection: "*" }, { resources: pool });
     expect(out.status).toBe("success");
-    expect(out.steps[0]!.metadata).toMatchObject({ files: 1, failedFiles: 1, rows: 1 });
+    expect(out.steps[0]!.metadata).toMatchObject({ files: 1, failedFiles: 0, rows: 1, removedFiles: 1 });
     const files = await ledger.list("raw_gone");
-    expect(files.map((f) => [f.path, f.status])).toEqual([["gone/keep.csv", "SUCCESS"], ["gone/vanish.csv", "FAILED"]]);
-    expect(files[1]!.error).toMatch(/gone\/vanish\.csv/);
-    expect(files[1]!.error).not.toContain("\n");
+    expect(files.map((f) => [f.path, f.status])).toEqual([["gone/keep.csv", "SUCCESS"]]);
   });
 });
 
@@ -103,15 +102,15 @@ describe("rawFiles options", () => {
     const { resolveSecret, secret } = await import("../../src/secrets.js");
     process.env.FLOE_TEST_LEAKY_TOKEN = "tok-9f8e7d6c5b";
     const token = resolveSecret(secret("FLOE_TEST_LEAKY_TOKEN"));
-    const leaky = rawFiles("raw_leaky", { storage: { type: "local", root: "landing" }, glob: "leaky/*.csv", format: "csv", maxFailedFiles: 1, maxAttempts: 1 });
+    const leaky = rawFiles("raw_leaky", { storage: { type: "local", root: "landing" }, glob: "leaky/*.parquet", format: "parquet", maxFailedFiles: 1, maxAttempts: 1 });
     const ledger = new FileLedger(store);
-    // listed with the token in its name (say, a presigned key), then gone: the error names the path
-    await ledger.discover("raw_leaky", null, [{ key: `leaky/${token}.csv`, etag: "x", size: 5, lastModified: new Date() }]);
+    // the token in its name (say, a presigned key), and not Parquet: DuckDB's error names the path
+    put(`leaky/${token}.parquet`, "not parquet at all");
     const out = await materialize(store, AssetGraph.build([{ module: "t.ts", pipeline: pipeline("t", { assets: [leaky] }) }]), { assets: new Set(["raw_leaky"]), selection: "*" }, { resources: pool });
     expect(out.steps[0]!.metadata).toMatchObject({ files: 0, failedFiles: 1 });
     const [f] = await ledger.list("raw_leaky");
     expect(f!.status).toBe("FAILED");
-    expect(f!.error).toContain("leaky/***.csv");
+    expect(f!.error).toContain("leaky/***.parquet");
     expect(f!.error).not.toContain(token);
   });
 
@@ -120,17 +119,18 @@ describe("rawFiles options", () => {
     put("since/old.csv", "id\n1\n", old);
     put("since/new.csv", "id\n2\n3\n", new Date("2024-06-02T00:00:00Z"));
     const ledger = new FileLedger(store);
-    // discovered before `since` was set: still not claimed
+    // discovered before `since` was set: still not claimed (and, still in the landing, not forgotten)
+    put("since/older.csv", "id\n7\n", old);
     await ledger.discover("raw_since", null, [{ key: "since/older.csv", etag: "x", size: 5, lastModified: old }]);
     const recent = rawFiles("raw_since", { storage: { type: "local", root: "landing" }, glob: "since/*.csv", format: "csv", since: "2024-06-01" });
     const out = await materialize(store, AssetGraph.build([{ module: "t.ts", pipeline: pipeline("t", { assets: [recent] }) }]), { assets: new Set(["raw_since"]), selection: "*" }, { resources: pool });
     expect(out.status).toBe("success");
-    expect(out.steps[0]!.metadata).toMatchObject({ files: 1, rows: 2, listed: 1, ignoredBeforeSince: 1 });
+    expect(out.steps[0]!.metadata).toMatchObject({ files: 1, rows: 2, listed: 1, ignoredBeforeSince: 2 }); // old.csv, older.csv
     expect((await ledger.list("raw_since")).map((f) => [f.path, f.status])).toEqual([["since/new.csv", "SUCCESS"], ["since/older.csv", "DISCOVERED"]]);
     // a Date works the same; moving `since` earlier picks the old files up
     const all = rawFiles("raw_since", { storage: { type: "local", root: "landing" }, glob: "since/*.csv", format: "csv", since: new Date("2024-01-01T00:00:00Z"), maxFailedFiles: 1 });
     const again = await materialize(store, AssetGraph.build([{ module: "t.ts", pipeline: pipeline("t", { assets: [all] }) }]), { assets: new Set(["raw_since"]), selection: "*" }, { resources: pool });
-    expect(again.steps[0]!.metadata).toMatchObject({ files: 1, rows: 1, failedFiles: 1, ignoredBeforeSince: 0 }); // old.csv; older.csv is gone
+    expect(again.steps[0]!.metadata).toMatchObject({ files: 2, rows: 2, failedFiles: 0, ignoredBeforeSince: 0 }); // old.csv and older.csv
   });
 
   it("a bad since is a one-line error at definition", () => {

@@ -1,5 +1,6 @@
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,6 +13,12 @@ const pgUp = await pgAvailable();
 const file = (key: string, etag = "e1", size = 10): ObjectInfo => ({ key, etag, size, lastModified: new Date("2025-01-01T00:00:00Z") });
 const base = { partition: null, workerId: "w1", runId: "r1", batchId: "b1", limit: 100, claimTimeoutMs: 60_000, maxAttempts: 3 };
 const paths = (fs: readonly ClaimedFile[]): string[] => fs.map((f) => f.path);
+/** The pid of a process that ran on this host and has exited. */
+const deadPid = (): number => {
+  const { pid } = spawnSync(process.execPath, ["-e", ""]);
+  if (pid === undefined) throw new Error("could not start node");
+  return pid;
+};
 
 // One suite body, run on both engines: they must behave identically.
 for (const engine of ["pglite", "postgres"] as const) {
@@ -121,13 +128,13 @@ for (const engine of ["pglite", "postgres"] as const) {
         { id: b!.id, status: "FAILED", error: "line 2: bad" },
         { id: c!.id, status: "FAILED", error: "late: not mine any more" },
       ], { batchId: "rec-1", workerId: "slow", retryBaseMs: 1_000 });
-      expect(n).toBe(2);
+      expect(n.sort()).toEqual([a!.id, b!.id].sort()); // c is no longer this claim's
       const row = async (path: string) => (await ledger.list(s)).find((f) => f.path === path)!;
       expect(await row("a.csv")).toMatchObject({ status: "PROCESSING", rows: 7, bytes: 70, claimedBy: "slow", error: null });
       expect(await row("b.csv")).toMatchObject({ status: "FAILED", rows: null, claimedBy: null, error: "line 2: bad" });
       expect(await row("c.csv")).toMatchObject({ status: "PROCESSING", claimedBy: "fast", batchId: "rec-2", error: null, attempts: 2 });
       // a worker name alone is not enough: the batch must match too
-      expect(await ledger.recordBatch([{ id: c!.id, status: "FAILED", error: "x" }], { batchId: "rec-1", workerId: "fast" })).toBe(0);
+      expect(await ledger.recordBatch([{ id: c!.id, status: "FAILED", error: "x" }], { batchId: "rec-1", workerId: "fast" })).toEqual([]);
       // the commit keeps rows and bytes
       expect(await ledger.settleBatch("rec-1")).toBe(1);
       expect(await row("a.csv")).toMatchObject({ status: "SUCCESS", rows: 7, bytes: 70 });
@@ -269,6 +276,163 @@ for (const engine of ["pglite", "postgres"] as const) {
       await ledger.claim({ ...base, source: s, workerId: "both", batchId: "theirs", limit: 1 });
       expect(await ledger.release("both", "mine")).toBe(1);
       expect((await ledger.list(s, { status: "PROCESSING" })).map((f) => f.batchId)).toEqual(["theirs"]);
+    });
+
+    /** Puts a run in `status` with a heartbeat `heartbeatAgoMs` old (null: it never heartbeated). */
+    const setRun = async (id: string, status: string, heartbeatAgoMs: number | null): Promise<void> => {
+      const beat = heartbeatAgoMs === null ? sql`null` : sql`now() - make_interval(secs => ${heartbeatAgoMs / 1000}::float8)`;
+      await sql`update runs set status = ${status}, heartbeat_at = ${beat} where id = ${id}`.execute(store.db);
+    };
+    /** A new run in `status` (see setRun), with a step of `asset` when given. */
+    const runIn = async (status: string, heartbeatAgoMs: number | null, step?: { asset: string; partition: string | null }): Promise<string> => {
+      const r = await store.createRun({ trigger: "manual", steps: step ? [step] : [] });
+      await setRun(r.id, status, heartbeatAgoMs);
+      return r.id;
+    };
+
+    it("a claim whose owner is dead is taken at once: its run ended, its heartbeat is stale, or its process on this host is gone", async () => {
+      const s = "owners";
+      const host = hostname();
+      const gone = `${host}:${deadPid()}`;
+      await ledger.discover(s, null, ["a", "b", "c", "d", "e", "f", "g"].map((n) => file(`${n}.csv`)));
+      const holders: Array<[string, string, number | null]> = [
+        ["other-host:1", "failed", 0], // a: its run failed
+        ["other-host:2", "success", 0], // b: its run ended without recording the batch
+        ["other-host:3", "running", 60_000], // c: missed its heartbeats
+        [gone, "running", 0], // d: its process on this host is gone
+        [`${host}:${process.ppid}`, "running", 0], // e: alive on this host
+        ["other-host:4", "running", 0], // f: alive elsewhere
+        ["other-host:5", "running", null], // g: a run that never heartbeated: only the timeout frees it
+      ];
+      const runs: string[] = [];
+      for (const [i, [workerId]] of holders.entries()) {
+        runs.push(await runIn("running", 0));
+        await ledger.claim({ ...base, source: s, workerId, runId: runs[i]!, batchId: `held-${i}`, limit: 1 });
+      }
+      for (const [i, [, status, beat]] of holders.entries()) await setRun(runs[i]!, status, beat);
+      expect(await ledger.counts(s)).toMatchObject({ PROCESSING: 7 });
+
+      const dead = await ledger.deadClaims(s, null);
+      expect(dead).toEqual({ deadOwners: [gone], deadBatches: [] });
+      const opts = { ...base, source: s, workerId: "w9", runId: await runIn("running", 0), claimTimeoutMs: 600_000 };
+      const ended = await ledger.claim({ ...opts, batchId: "take-1" });
+      expect(ended.map((f) => [f.path, f.attempts, f.previousBatchId])).toEqual([["a.csv", 2, "held-0"], ["b.csv", 2, "held-1"]]);
+      expect(paths(await ledger.claim({ ...opts, batchId: "take-2", ownerStaleMs: 15_000 }))).toEqual(["c.csv"]);
+      expect(paths(await ledger.claim({ ...opts, batchId: "take-3", ownerStaleMs: 15_000, ...dead }))).toEqual(["d.csv"]);
+      expect(await ledger.claim({ ...opts, batchId: "take-4", ownerStaleMs: 15_000, ...(await ledger.deadClaims(s, null)) })).toEqual([]);
+      expect((await ledger.list(s, { status: "PROCESSING" })).filter((f) => f.batchId?.startsWith("held-")).map((f) => f.path)).toEqual(["e.csv", "f.csv", "g.csv"]);
+      // the claim timeout stays, as the last resort
+      await age(s, "claimed_at", 700_000);
+      await sql`update processed_files set claimed_at = now() where source = ${s} and batch_id like 'take-%'`.execute(store.db);
+      expect(paths(await ledger.claim({ ...opts, batchId: "take-5" }))).toEqual(["e.csv", "f.csv", "g.csv"]);
+    });
+
+    it("a lost claim on its last attempt ends FAILED at once when its owner is dead", async () => {
+      const s = "dead-last";
+      await ledger.discover(s, null, [file("x.csv")]);
+      await ledger.claim({ ...base, source: s, workerId: "other-host:1", runId: await runIn("running", 0), batchId: "last-1", maxAttempts: 1 });
+      await sql`update runs set status = 'failed' where id = (select run_id from processed_files where source = ${s})`.execute(store.db);
+      expect(await ledger.claim({ ...base, source: s, batchId: "last-2", maxAttempts: 1 })).toEqual([]);
+      expect((await ledger.list(s))[0]).toMatchObject({ status: "FAILED", claimedBy: null, error: "its worker stopped (crashed, killed or timed out) on each of 1 attempts while processing it" });
+    });
+
+    it("a batch that a succeeded step recorded is done: never taken again, even once its run failed", async () => {
+      const s = "recorded";
+      await ledger.discover(s, "p", [file("r.csv")]);
+      const runId = await runIn("running", 0, { asset: s, partition: "p" });
+      await ledger.claim({ ...base, source: s, partition: "p", workerId: "other-host:1", runId, batchId: "rec-ok" });
+      await store.writeBatch({ steps: [{ runId, asset: s, partition: "p", status: "success", metadata: { batchId: "rec-ok" } }] });
+      await sql`update runs set status = 'failed' where id = ${runId}`.execute(store.db);
+      expect(await ledger.pendingFiles(s, "p", { ownerStaleMs: 15_000 })).toBe(0);
+      expect(await ledger.claim({ ...base, source: s, partition: "p", batchId: "rec-again", ownerStaleMs: 15_000 })).toEqual([]);
+      expect((await ledger.list(s))[0]).toMatchObject({ status: "SUCCESS", batchId: "rec-ok", attempts: 1 });
+    });
+
+    it("pendingFiles counts what still waits: DISCOVERED, FAILED with attempts left, PROCESSING of a dead owner", async () => {
+      const s = "pending";
+      await ledger.discover(s, "p", ["new", "retry", "spent", "live", "dead", "done"].map((n) => file(`${n}.csv`)));
+      await ledger.discover(s, "q", [file("q.csv")]); // another partition
+      const opts = { ...base, source: s, partition: "p", limit: 1 };
+      const [retry] = await ledger.claim({ ...opts, batchId: "pend-1" }); // dead.csv (path order)
+      await ledger.claim({ ...opts, batchId: "pend-2" }); // done.csv
+      await ledger.settleBatch("pend-2");
+      await ledger.release("w1", "pend-1");
+      const spent = await ledger.claim({ ...opts, batchId: "pend-3", limit: 2, workerId: "w2" }); // dead.csv, live.csv
+      expect(paths(spent)).toEqual(["dead.csv", "live.csv"]);
+      expect(retry!.path).toBe("dead.csv");
+      await ledger.release("w2", "pend-3");
+      // now: new/retry/spent/live/dead DISCOVERED, done SUCCESS
+      const deadRun = await runIn("running", 0);
+      await ledger.claim({ ...opts, workerId: "other-host:1", runId: deadRun, batchId: "pend-dead" }); // dead.csv
+      await ledger.claim({ ...opts, workerId: "other-host:2", runId: await runIn("running", 0), batchId: "pend-live" }); // live.csv
+      const [r, sp] = await ledger.claim({ ...opts, limit: 2, batchId: "pend-fail" }); // new.csv, retry.csv
+      await ledger.settle([{ id: r!.id, status: "FAILED", error: "x" }, { id: sp!.id, status: "FAILED", error: "y" }]);
+      await sql`update processed_files set attempts = 3 where source = ${s} and path = 'retry.csv'`.execute(store.db);
+      await setRun(deadRun, "failed", 0);
+      // DISCOVERED: spent.csv; FAILED: new.csv (attempts left), retry.csv (out of 3); PROCESSING: dead.csv (dead), live.csv (live)
+      expect(await ledger.pendingFiles(s, "p", { ownerStaleMs: 15_000, maxAttempts: 3 })).toBe(3);
+      expect(await ledger.pendingFiles(s, "p", { ownerStaleMs: 15_000 })).toBe(4); // every FAILED file
+      expect(await ledger.pendingFiles(s, "p", { modifiedSince: new Date("2026-01-01T00:00:00Z") })).toBe(0);
+      expect(await ledger.pendingFiles(s, "q")).toBe(1);
+      const failed = await ledger.failedFiles(s, "p", { sample: 1 });
+      expect(failed).toEqual({ count: 2, sample: [{ path: "new.csv", error: "x" }] });
+      expect(await ledger.failedFiles(s, "q")).toEqual({ count: 0, sample: [] });
+    });
+
+    it("heldElsewhere counts files another batch holds and has not ingested yet", async () => {
+      const s = "held";
+      await ledger.discover(s, null, ["a", "b", "c", "d"].map((n) => file(`${n}.csv`)));
+      const theirs = await ledger.claim({ ...base, source: s, workerId: "other-host:1", batchId: "theirs", limit: 3 });
+      await ledger.claim({ ...base, source: s, batchId: "mine" });
+      expect(await ledger.heldElsewhere(s, null, { batchId: "mine" })).toBe(3);
+      expect(await ledger.heldElsewhere(s, null, { batchId: "theirs" })).toBe(1);
+      // ingested, waiting for their run's commit: not waited for
+      await ledger.recordBatch([{ id: theirs[0]!.id, status: "SUCCESS", rows: 1, bytes: 1 }, { id: theirs[1]!.id, status: "FAILED", error: "bad" }], { batchId: "theirs", workerId: "other-host:1" });
+      expect(await ledger.heldElsewhere(s, null, { batchId: "mine" })).toBe(1);
+      expect(await ledger.heldElsewhere(s, null, { batchId: "mine", modifiedSince: new Date("2026-01-01T00:00:00Z") })).toBe(0);
+    });
+
+    it("deadClaims names this process's batches that a step abandoned", async () => {
+      const s = "abandoned";
+      const me = `${hostname()}:${process.pid}`;
+      await ledger.discover(s, null, [file("a.csv"), file("b.csv")]);
+      await ledger.claim({ ...base, source: s, workerId: me, runId: await runIn("running", 0), batchId: "gave-up", limit: 1 });
+      await ledger.claim({ ...base, source: s, workerId: me, runId: await runIn("running", 0), batchId: "working", limit: 1 });
+      const dead = await ledger.deadClaims(s, null, { workerId: me, abandonedBatches: new Set(["gave-up", "elsewhere"]) });
+      expect(dead).toEqual({ deadOwners: [], deadBatches: ["gave-up"] });
+      expect(paths(await ledger.claim({ ...base, source: s, batchId: "again", ...dead }))).toEqual(["a.csv"]);
+    });
+
+    it("removeUnlisted forgets what a complete listing no longer holds, except live claims and files found since", async () => {
+      const s = "vanish";
+      await ledger.discover(s, "p", ["kept", "ok", "bad", "new", "live", "dead"].map((n) => file(`p/${n}.csv`)));
+      await ledger.discover(s, "other", [file("other/x.csv")]);
+      const opts = { ...base, source: s, partition: "p", limit: 1 };
+      await ledger.claim({ ...opts, workerId: "other-host:1", runId: await runIn("failed", 0), batchId: "v-dead" }); // bad.csv
+      await ledger.release("other-host:1");
+      await ledger.claim({ ...opts, workerId: "other-host:1", runId: await runIn("failed", 0), batchId: "v-dead" }); // bad.csv again
+      await sql`update processed_files set batch_id = 'v-dead' where source = ${s} and path = 'p/bad.csv'`.execute(store.db);
+      const all = await ledger.list(s);
+      const id = (path: string): string => all.find((f) => f.path === path)!.id;
+      await sql`update processed_files set status = 'PROCESSING', claimed_by = 'other-host:2', claimed_at = now(), run_id = ${await runIn("running", 0)}, batch_id = 'v-live' where id = ${id("p/live.csv")}`.execute(store.db);
+      await sql`update processed_files set status = 'PROCESSING', claimed_by = 'other-host:3', claimed_at = now(), run_id = ${await runIn("failed", 0)}, batch_id = 'v-gone' where id = ${id("p/dead.csv")}`.execute(store.db);
+      await ledger.settle([{ id: id("p/ok.csv"), status: "SUCCESS" }]);
+      await sql`update processed_files set status = 'SUCCESS', batch_id = 'v-ok' where id = ${id("p/ok.csv")}`.execute(store.db);
+      const listedSince = await ledger.now();
+      await ledger.discover(s, "p", [file("p/late.csv")]); // landed after the listing began
+      const listed = new Set(["p/kept.csv"]);
+      const o = { listedSince, claimTimeoutMs: 600_000, ownerStaleMs: 15_000 };
+      // what derives from them goes first: if that fails, nothing is forgotten
+      await expect(ledger.removeUnlisted(s, "p", listed, o, () => Promise.reject(new Error("warehouse down")))).rejects.toThrow("warehouse down");
+      expect((await ledger.list(s)).length).toBe(8);
+      let told: string[] = [];
+      const removed = await ledger.removeUnlisted(s, "p", listed, o, async (files) => void (told = files.map((f) => f.path)));
+      expect(removed.map((f) => [f.path, f.batchId])).toEqual([["p/bad.csv", "v-dead"], ["p/dead.csv", "v-gone"], ["p/new.csv", null], ["p/ok.csv", "v-ok"]]);
+      expect(told).toEqual(["p/bad.csv", "p/dead.csv", "p/new.csv", "p/ok.csv"]);
+      expect((await ledger.list(s)).map((f) => f.path)).toEqual(["other/x.csv", "p/kept.csv", "p/late.csv", "p/live.csv"]);
+      expect(await ledger.removeUnlisted(s, "p", listed, o)).toEqual([]);
+      // a file that comes back is simply new
+      expect(await ledger.discover(s, "p", [file("p/ok.csv")])).toEqual({ added: 1, changed: 0, unchanged: 0 });
     });
   });
 }
