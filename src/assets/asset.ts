@@ -2,7 +2,7 @@ import { UserError } from "../errors.js";
 import { withDuckdb, type AssetContext } from "./asset-context.js";
 import { withScratch } from "./data.js";
 import type { PartitionMapping } from "../dag/mappings.js";
-import type { PartitionsDefinition } from "../dag/partitions.js";
+import { isPartitionsDefinition, type PartitionsDefinition } from "../dag/partitions.js";
 import { invalidBackfillPolicy, type AssetBackfillPolicy } from "../dag/ranges.js";
 import {
   ASSET_BRAND,
@@ -68,6 +68,9 @@ function normaliseTags(tags: AssetOptions["tags"]): Record<string, string> {
  *   defineAsset(key, { kind: "csv_export", deps: [from], async materialize(ctx) { … } });
  */
 export function defineAsset(key: string, options: KindAssetOptions): AssetDefinition {
+  if (typeof key !== "string") throw new UserError(`an asset key must be a string, got ${shown(key)}`);
+  if (typeof options !== "object" || options === null) throw new UserError(`asset \`${key}\`: options must be an object, got ${shown(options)}`);
+  checkOptionTypes(key, options);
   if (typeof options?.materialize !== "function") {
     throw new UserError(`asset \`${key}\`: \`materialize(ctx)\` must be a function`);
   }
@@ -105,6 +108,54 @@ export function defineAsset(key: string, options: KindAssetOptions): AssetDefini
     throw new UserError(`asset \`${key}\`: automation must be "eager", got \`${String(options.automation)}\``);
   }
   return Object.freeze(definition);
+}
+
+/** A value as an error shows it: its type, and the value itself when short (`number 2`, `array`). */
+function shown(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (Array.isArray(v)) return "array";
+  if (typeof v === "number" || typeof v === "boolean" || typeof v === "bigint") return `${typeof v} ${String(v)}`;
+  if (typeof v === "string") return `string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  return typeof v;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Pipeline modules are not type-checked when they load (tsx strips the types), so the options a
+ * TypeScript type would have caught are checked here, each as one line naming the option.
+ */
+function checkOptionTypes(key: string, o: KindAssetOptions): void {
+  const fail = (option: string, expected: string, got: unknown, hint = ""): never => {
+    throw new UserError(`asset \`${key}\`: ${option} must be ${expected}, got ${shown(got)}${hint}`);
+  };
+  if (o.codeVersion !== undefined && typeof o.codeVersion !== "string") {
+    fail("codeVersion", "a string", o.codeVersion, typeof o.codeVersion === "number" ? ` (write codeVersion: "${o.codeVersion}")` : "");
+  }
+  for (const name of ["pool", "description"] as const) {
+    if (o[name] !== undefined && typeof o[name] !== "string") fail(name, "a string", o[name]);
+  }
+  if (o.deps !== undefined && !Array.isArray(o.deps)) fail("deps", "an array of assets or asset keys", o.deps);
+  if (o.kinds !== undefined && !(Array.isArray(o.kinds) && o.kinds.every((k) => typeof k === "string"))) fail("kinds", "an array of strings", o.kinds);
+  if (o.tags !== undefined) {
+    const ok = Array.isArray(o.tags) ? o.tags.every((t) => typeof t === "string") : isPlainObject(o.tags) && Object.values(o.tags).every((t) => typeof t === "string");
+    if (!ok) fail("tags", 'an array of strings or an object of string values (["pii"] or { team: "data" })', o.tags);
+  }
+  if (o.partitions !== undefined && !isPartitionsDefinition(o.partitions)) {
+    fail("partitions", 'a partitions definition (partitions.daily({ start: "2025-01-01" }), …)', o.partitions);
+  }
+  if (o.mappings !== undefined && !isPlainObject(o.mappings)) fail("mappings", "an object of partition mappings by upstream key", o.mappings);
+  if (o.retry !== undefined) {
+    if (!isPlainObject(o.retry)) fail("retry", "an object ({ maxAttempts: 3, delayMs: 500 })", o.retry);
+    const r = o.retry as unknown as Record<string, unknown>;
+    if (!(Number.isInteger(r.maxAttempts) && (r.maxAttempts as number) >= 1)) fail("retry.maxAttempts", "a whole number of at least 1", r.maxAttempts);
+    for (const name of ["delayMs", "backoff", "maxDelayMs"] as const) {
+      const v = r[name];
+      if (v !== undefined && !(typeof v === "number" && Number.isFinite(v) && v >= 0)) fail(`retry.${name}`, "a number of at least 0", v);
+    }
+  }
 }
 
 /**
@@ -147,6 +198,14 @@ export interface PipelineOptions {
  * export default pipeline("orders", { assets: [rawOrders, orders], schedule: { cron: "0 2 * * *" } });
  */
 export function pipeline(name: string, options: PipelineOptions): PipelineDefinition {
+  if (typeof name !== "string") throw new UserError(`a pipeline name must be a string, got ${shown(name)}`);
+  if (options?.description !== undefined && typeof options.description !== "string") {
+    throw new UserError(`pipeline \`${name}\`: description must be a string, got ${shown(options.description)}`);
+  }
+  if (options?.schedule !== undefined && !(isPlainObject(options.schedule) && typeof options.schedule.cron === "string")) {
+    const got = isPlainObject(options.schedule) ? `cron ${shown(options.schedule.cron)}` : shown(options.schedule);
+    throw new UserError(`pipeline \`${name}\`: schedule must be an object with a cron string ({ cron: "0 2 * * *" }), got ${got}`);
+  }
   if (!options || !Array.isArray(options.assets)) {
     throw new UserError(`pipeline \`${name}\`: \`assets\` must be an array of assets`);
   }

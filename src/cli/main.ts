@@ -5,16 +5,17 @@ import { redact } from "../secrets.js";
 import type { AssetGraph } from "../dag/graph.js";
 import { plan, stepId, type PartitionSelection } from "../dag/plan.js";
 import { select } from "../dag/selection.js";
-import { loadSettings, type ProjectSettings } from "../project/config.js";
+import { loadSettings, resolveProjectDir, type ProjectSettings } from "../project/config.js";
 import { loadProject } from "../project/load.js";
 import { builtinResources } from "../project/plugins.js";
 import { resourceMigrations, resourcePool, type ResourcePool } from "../project/resources.js";
 import { failDeadRuns, processOwner } from "../runner/liveness.js";
 import { materialize, parsePriority, partitionRangeOf, RANGE_STATUS_THRESHOLD, rerun, statusOf, statusRanges, type MaterializeOutcome } from "../runner/launch.js";
-import { describeOutage } from "../state/transient.js";
 import type { ProgressEvent, RunOutcome } from "../runner/runner.js";
 import type { RunRecord, StateStore } from "../state/index.js";
+import { describeOutage } from "../state/transient.js";
 import { duration, ranges, rangesText, shortId, symbol, table, time } from "./format.js";
+import { floePackage } from "./init.js";
 
 /** Where the CLI writes; tests pass their own. */
 export interface Io {
@@ -45,6 +46,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   let code: number = EXIT.ok;
   const program = new Command("floe")
     .description("Asset-based data orchestrator: declare assets in pipelines/*.ts, materialize them, watch them.")
+    .version(floePackage().version, "-V, --version", "print floe's version")
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureOutput({
@@ -57,8 +59,28 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     program
       .command(name)
       .description(description)
-      .option("--project <dir>", "project folder (default: current folder)")
+      .option("--project <dir>", "project folder (default: the nearest folder, from the current one upward, with pipelines/ or floe.config.ts)")
       .exitOverride();
+
+  program
+    .command("init")
+    .description("start a floe project: package.json (type module), tsconfig.json, floe.config.ts, an example daily pipeline with its test")
+    .argument("[dir]", "folder to create it in (default: the current folder); never overwrites a file")
+    .exitOverride()
+    .action(async (dir: string | undefined) => {
+      const { initProject, initSummary } = await import("./init.js");
+      io.out(initSummary(initProject(dir ?? process.cwd()), process.cwd()));
+    });
+
+  command("check", "type-check the project (tsc --noEmit) and validate floe.config.ts, every pipeline module and the graph")
+    .option("--json", "the problems as JSON")
+    .action(async (o: Common) => {
+      const { checkProject, checkSummary, formatProblem } = await import("./check.js");
+      const report = await checkProject(resolveProjectDir(o.project));
+      if (o.json) io.out(JSON.stringify({ problems: report.problems, typescript: report.typescript && { version: report.typescript.version, from: report.typescript.from }, modules: report.modules, pipelines: report.pipelines, assets: report.assets }, null, 2));
+      else io.out([...report.problems.map(formatProblem), checkSummary(report)].join("\n"));
+      code = report.problems.length === 0 ? EXIT.ok : EXIT.usage; // a bad pipeline module is bad input, as for every command
+    });
 
   command("list", "list assets with their kind, pipeline and partitions")
     .option("--json", "machine-readable output")
@@ -229,7 +251,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option("--json", "machine-readable output")
     .action(async (o: Common & { limit: string }) => {
       const limit = positiveInt(o.limit, "--limit");
-      const settings = await loadSettings(o.project ?? process.cwd());
+      const settings = await loadSettings(resolveProjectDir(o.project));
       const runs = await withStore(settings, "floe runs", (store) => store.listRuns({ limit }));
       if (o.json) {
         io.out(JSON.stringify(runs.map(runJson), null, 2));
@@ -250,7 +272,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .argument("<id>", "run id or a unique prefix of it (4+ characters)")
     .option("--json", "machine-readable output")
     .action(async (id: string, o: Common) => {
-      const settings = await loadSettings(o.project ?? process.cwd());
+      const settings = await loadSettings(resolveProjectDir(o.project));
       const { run, steps, events } = await withStore(settings, "floe run", async (store) => {
         const r = await store.getRun(id);
         const [s, e] = await Promise.all([store.getSteps(r.id), store.getEvents(r.id)]);
@@ -384,7 +406,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .command("retry")
     .description("run a backfill's failed partitions again (and whatever is still queued)")
     .argument("<id>", "backfill id or a unique prefix")
-    .option("--project <dir>", "project folder (default: current folder)")
+    .option("--project <dir>", "project folder (default: the nearest folder, from the current one upward, with pipelines/ or floe.config.ts)")
     .option("--concurrency <n>", "runs executed at once (default 2)")
     .option("--json", "machine-readable result")
     .action(async (id: string, own: Common & { concurrency: string }) => {
@@ -407,10 +429,10 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .command("cancel")
     .description("cancel a backfill: its queued runs will not run")
     .argument("<id>", "backfill id or a unique prefix")
-    .option("--project <dir>", "project folder (default: current folder)")
+    .option("--project <dir>", "project folder (default: the nearest folder, from the current one upward, with pipelines/ or floe.config.ts)")
     .action(async (id: string, own: Common) => {
       const o = { ...backfill.opts<Common>(), ...definedOnly(own) };
-      const settings = await loadSettings(o.project ?? process.cwd());
+      const settings = await loadSettings(resolveProjectDir(o.project));
       await withStore(settings, "floe backfill", async (store) => {
         const b = await store.getBackfill(id);
         await store.setBackfillStatus(b.id, "canceled");
@@ -486,7 +508,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .option("--host <host>", "interface to listen on", "127.0.0.1")
     .action(async (o: Common & { port?: string; host: string }) => {
       if (o.port !== undefined) portOf(o.port, "--port"); // a bad flag is reported before the project is read
-      const settings = await loadSettings(o.project ?? process.cwd());
+      const settings = await loadSettings(resolveProjectDir(o.project));
       const port = o.port !== undefined ? portOf(o.port, "--port") : (settings.metricsPort ?? 9464);
       await withStore(settings, "floe serve", async (store) => {
         const { server, port: bound } = await listenMetrics(store, { port, portFlag: o.port !== undefined ? "--port" : process.env.FLOE_METRICS_PORT ? "FLOE_METRICS_PORT" : "metricsPort", host: o.host, heartbeatMs: settings.heartbeatMs });
@@ -515,7 +537,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
 }
 
 async function project(o: Common): Promise<{ settings: ProjectSettings; graph: AssetGraph }> {
-  const settings = await loadSettings(o.project ?? process.cwd());
+  const settings = await loadSettings(resolveProjectDir(o.project));
   const { graph } = await loadProject(settings.dir);
   return { settings, graph };
 }

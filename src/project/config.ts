@@ -1,5 +1,5 @@
-import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import type { z as Z } from "zod";
 import { UserError } from "../errors.js";
 import { NOTIFICATION_EVENTS, isNotifier, type Notifier, type NotificationEvent } from "../notify/notifier.js";
@@ -124,6 +124,48 @@ export function defineConfig(config: FloeConfig): FloeConfig {
   return config;
 }
 
+/** The config files floe reads, in this order; any of them (or `pipelines/`) marks a project folder. */
+const CONFIG_FILES = ["floe.config.ts", "floe.config.mts", "floe.config.js", "floe.config.mjs"] as const;
+
+function isProjectDir(dir: string): boolean {
+  const pipelines = join(dir, "pipelines");
+  if (existsSync(pipelines) && statSync(pipelines).isDirectory()) return true;
+  return CONFIG_FILES.some((f) => existsSync(join(dir, f)));
+}
+
+/**
+ * The nearest folder, from `start` upward, that holds a `pipelines/` folder or a floe.config
+ * file (as git finds its repository from a subfolder); undefined when no ancestor does.
+ *
+ * @example
+ * findProjectDir("/home/me/shop/pipelines/sql"); // "/home/me/shop"
+ */
+export function findProjectDir(start: string): string | undefined {
+  let dir = resolve(start);
+  for (;;) {
+    if (isProjectDir(dir)) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+/**
+ * The project folder a command works on: `--project DIR` when given (as it is), else the nearest
+ * project folder from `cwd` upward. None found is a UserError that suggests `floe init`.
+ *
+ * @example
+ * const dir = resolveProjectDir(opts.project); // --project wins; else found upward from the current folder
+ */
+export function resolveProjectDir(flag: string | undefined, cwd: string = process.cwd()): string {
+  if (flag !== undefined) return resolve(cwd, flag);
+  const found = findProjectDir(cwd);
+  if (found === undefined) {
+    throw new UserError(`no floe project in ${resolve(cwd)} or any folder above it (a project has a pipelines/ folder or floe.config.ts); start one with \`floe init\`, or pass --project DIR`);
+  }
+  return found;
+}
+
 /** The resolved settings of a project: config file, then environment variables on top. */
 export interface ProjectSettings {
   dir: string;
@@ -159,7 +201,7 @@ export async function loadSettings(projectDir: string, env: NodeJS.ProcessEnv = 
   if (!existsSync(dir)) throw new UserError(`project folder ${dir} does not exist (--project)`);
   let config: FloeConfig = {};
   let configName = "floe.config.ts";
-  const file = ["floe.config.ts", "floe.config.mts", "floe.config.js", "floe.config.mjs"].map((f) => join(dir, f)).find(existsSync);
+  const file = CONFIG_FILES.map((f) => join(dir, f)).find(existsSync);
   if (file) {
     const mod = await importUserModule(file, dir);
     const parsed = (await configSchema()).safeParse(mod.default ?? {});

@@ -169,7 +169,8 @@ export default pipeline("jan", { assets: [asset("jan_orders", { partitions: janu
   });
 
   it("no pipelines folder", async () => {
-    const r = await inProject({ "README.md": "x" }, ["list"]);
+    // --project: without it, this folder (under the repository) finds the repository's project upward
+    const r = await inProject({ "README.md": "x" }, ["list", "--project", "."]);
     expectUserError(r, /^floe: no pipelines\/ folder in .*; create pipelines\/<name>\.ts exporting a pipeline/);
   });
 });
