@@ -183,7 +183,7 @@ async function writeTable(ctx: StepContext, options: IcebergTableOptions, table:
     const current = await loadTable({ catalog, storage: warehouse, table });
     // What ref() reads of this asset partition: the live files its own commits added.
     const files = current
-      ? (await liveDataFiles(warehouse, current)).filter((f) => f.addedBy?.summary[SUMMARY.asset] === ctx.assetKey && f.addedBy.summary[SUMMARY.partition] === partition)
+      ? await liveDataFiles(warehouse, current, { where: (f) => f.addedBy?.summary[SUMMARY.asset] === ctx.assetKey && f.addedBy.summary[SUMMARY.partition] === partition })
       : [];
     const snapshot = current?.metadata["current-snapshot-id"];
     return {

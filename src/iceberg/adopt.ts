@@ -203,6 +203,9 @@ function refusal(footer: Footer, schema: Schema): string | undefined {
     if (!c || sanitizeName(f.name) !== f.name) return `it has no column named "${f.name}" as Parquet spells it`;
     const why = columnRefusal(c, f);
     if (why) return `column "${f.name}" ${why}`;
+    // a required column is listed as it is only when the footer vouches it holds no NULL; the
+    // rewrite checks every value
+    if (f.required && footer.stats.get(f.name)?.nulls !== 0n) return `column "${f.name}" is required and the footer does not rule out NULLs`;
   }
   return sameIcebergSchema(footer.icebergSchema, schema) ? undefined : "its iceberg.schema is missing or differs from the table's";
 }

@@ -10,7 +10,7 @@ import type { DuckDBConnection } from "@duckdb/node-api";
 import { stringifyJson } from "./json.js";
 import type { DataFile, KeyValue } from "./manifest.js";
 import { coercePartitionValue, partitionPath, partitionSql, resultType, sourceField, type PartitionSpec, type PartitionValue } from "./partition-spec.js";
-import { duckdbTypeOf, sanitizeName, type PrimitiveType, type Schema } from "./schema.js";
+import { duckdbTypeOf, sanitizeName, type PrimitiveType, type Schema, type SchemaField } from "./schema.js";
 import type { ObjectStorage } from "../storage/types.js";
 import { boundFromStat, serializeValue, type IcebergValue } from "./values.js";
 
@@ -63,7 +63,7 @@ export const literal = (s: string): string => `'${s.replace(/'/g, "''")}'`;
  */
 export async function writeDataFiles(o: WriteDataFilesOptions): Promise<WrittenFile[]> {
   const fields = o.schema.fields;
-  const columns = fields.map((f) => `CAST(${ident(f.name)} AS ${duckdbTypeOf(f.type)}) AS ${ident(sanitizeName(f.name))}`);
+  const columns = fields.map((f) => `${requiredValue(f, `CAST(${ident(f.name)} AS ${duckdbTypeOf(f.type)})`)} AS ${ident(sanitizeName(f.name))}`);
   const partExprs = partitionExprs(o.schema, o.spec);
   const fieldIds = fields.map((f) => `${ident(sanitizeName(f.name))}: ${f.id}`).join(", ");
   const icebergSchema = stringifyJson(o.schema);
@@ -96,6 +96,40 @@ export async function writeDataFiles(o: WriteDataFilesOptions): Promise<WrittenF
     return files.map(({ local: _local, ...f }) => f);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Marks DuckDB's error for a NULL in a required column, followed by a JSON object naming it. */
+export const REQUIRED_NULL = "floe-required-null ";
+
+/**
+ * The expression of a column's values as written: for a required field, a NULL stops the query
+ * (so no data file is written) with an error that names the column (see requiredNullColumn).
+ *
+ * @example
+ * requiredValue({ id: 1, name: "id", required: true, type: "long" }, 'CAST("id" AS BIGINT)')
+ * // → `CASE WHEN CAST("id" AS BIGINT) IS NULL THEN error('floe-required-null {"column":"id"}') ELSE CAST("id" AS BIGINT) END`
+ */
+export function requiredValue(f: SchemaField, expr: string): string {
+  if (!f.required) return expr;
+  return `CASE WHEN ${expr} IS NULL THEN error(${literal(REQUIRED_NULL + JSON.stringify({ column: f.name }))}) ELSE ${expr} END`;
+}
+
+/**
+ * The column named by a requiredValue error, or undefined for any other error.
+ *
+ * @example
+ * requiredNullColumn(e) // → "id"
+ */
+export function requiredNullColumn(e: unknown): string | undefined {
+  const message = e instanceof Error ? e.message : String(e);
+  const at = message.indexOf(REQUIRED_NULL);
+  if (at < 0) return undefined;
+  try {
+    const v = JSON.parse(message.slice(at + REQUIRED_NULL.length).split("\n")[0] ?? "") as { column?: unknown };
+    return typeof v.column === "string" ? v.column : undefined;
+  } catch {
+    return undefined;
   }
 }
 

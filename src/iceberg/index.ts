@@ -12,5 +12,7 @@ export { IcebergSchemaError, icebergTypeOf, sanitizeName } from "./schema.js";
 export type { Schema, SchemaField, PrimitiveType, SchemaChangeOptions } from "./schema.js";
 export type { PartitionFieldInput, PartitionSpec, Transform } from "./partition-spec.js";
 export { decodeManifest, decodeManifestList } from "./manifest.js";
+export { liveDataFiles, liveRowsSql, IcebergDeletesError } from "./table-reader.js";
+export type { LiveDataFile, LiveDeleteFile, LiveFilesOptions } from "./table-reader.js";
 export type { DataFile, ManifestEntry, ManifestFile } from "./manifest.js";
 export { deserializeValue, serializeValue } from "./values.js";

@@ -31,6 +31,8 @@ export interface DataFile {
   split_offsets: bigint[] | null;
   equality_ids: number[] | null;
   sort_order_id: number | null;
+  /** Position deletes only: the one data file all of its deletes are in, when the writer says so (field 143). */
+  referenced_data_file?: string | null;
 }
 
 /** Manifest entry status: EXISTING 0, ADDED 1, DELETED 2. */
@@ -254,6 +256,7 @@ export function decodeManifest(bytes: Uint8Array): ManifestEntry[] {
         split_offsets: d.split_offsets ?? null,
         equality_ids: d.equality_ids ?? null,
         sort_order_id: d.sort_order_id ?? null,
+        ...(typeof d.referenced_data_file === "string" ? { referenced_data_file: d.referenced_data_file } : {}),
       },
     };
   });
@@ -420,4 +423,67 @@ export function summarizePartitions(schema: Schema, spec: PartitionSpec, entries
       upper_bound: hi === null ? null : serializeValue(type, hi),
     };
   });
+}
+
+/**
+ * Rewrites another writer's manifest for a new snapshot, entry by entry as `verdicts` says: "keep"
+ * (written EXISTING), "drop" (written DELETED by `snapshotId`) or "gone" (an entry already DELETED:
+ * left out). Records are re-encoded with the manifest's own Avro schema and header, so every field
+ * it has (`referenced_data_file`, partition types, …) stays as it was; sequence numbers and the
+ * adding snapshot id that ADDED entries inherited are written out, as the spec requires for
+ * EXISTING and DELETED entries. Returns the bytes, the manifest-list record (at `path`) and the
+ * entries as written.
+ *
+ * @example
+ * const out = rewriteManifest(bytes, mf, ["keep", "drop"], sid, seq, storage.uriOf(key));
+ * await storage.write(key, out.bytes);
+ */
+export function rewriteManifest(
+  bytes: Uint8Array,
+  mf: ManifestFile,
+  verdicts: ReadonlyArray<"keep" | "drop" | "gone">,
+  snapshotId: bigint,
+  sequenceNumber: bigint,
+  path: string,
+): { bytes: Uint8Array; manifest: ManifestFile; entries: ManifestEntry[] } {
+  const file = decodeAvroFile(bytes);
+  const decoded = decodeManifest(bytes);
+  const records: unknown[] = [];
+  const entries: ManifestEntry[] = [];
+  file.records.forEach((raw, i) => {
+    const verdict = verdicts[i];
+    const e = decoded[i];
+    if (verdict === undefined || verdict === "gone" || e === undefined) return;
+    const r = raw as Record<string, unknown>;
+    const seq = { sequence_number: e.sequence_number ?? mf.sequence_number, file_sequence_number: e.file_sequence_number ?? mf.sequence_number };
+    const status = verdict === "keep" ? EntryStatus.Existing : EntryStatus.Deleted;
+    const snapshot_id = verdict === "keep" ? (e.snapshot_id ?? mf.added_snapshot_id) : snapshotId;
+    records.push({ ...r, status, snapshot_id, ...seq });
+    entries.push({ ...e, status, snapshot_id, ...seq });
+  });
+  const header = Object.fromEntries(Object.entries(file.metadata).filter(([k]) => !k.startsWith("avro.")));
+  const out = encodeAvroFile(file.schema, records, header);
+  const live = entries.filter((e) => e.status !== EntryStatus.Deleted);
+  const count = (s: EntryStatus): number => entries.filter((e) => e.status === s).length;
+  const rows = (s: EntryStatus): bigint => entries.filter((e) => e.status === s).reduce((a, e) => a + e.data_file.record_count, 0n);
+  let minSeq = sequenceNumber;
+  for (const e of live) if (e.sequence_number !== null && e.sequence_number < minSeq) minSeq = e.sequence_number;
+  return {
+    bytes: out,
+    entries,
+    manifest: {
+      ...mf,
+      manifest_path: path,
+      manifest_length: BigInt(out.length),
+      sequence_number: sequenceNumber,
+      min_sequence_number: minSeq,
+      added_snapshot_id: snapshotId,
+      added_files_count: 0,
+      existing_files_count: count(EntryStatus.Existing),
+      deleted_files_count: count(EntryStatus.Deleted),
+      added_rows_count: 0n,
+      existing_rows_count: rows(EntryStatus.Existing),
+      deleted_rows_count: rows(EntryStatus.Deleted),
+    },
+  };
 }

@@ -7,6 +7,8 @@ import { lastPartitionId, type PartitionField, type PartitionSpec } from "./part
 import { parsePrimitiveType, sameFields, type Schema, type SchemaField } from "./schema.js";
 
 export interface Snapshot {
+  /** Members this library does not model (e.g. `first-row-id`), kept as they were read. */
+  [member: string]: unknown;
   "snapshot-id": bigint;
   "parent-snapshot-id"?: bigint;
   "sequence-number": bigint;
@@ -39,9 +41,10 @@ export interface TableMetadata {
   /** -1 when the table has no snapshot (what Java writes). */
   "current-snapshot-id": bigint;
   snapshots: Snapshot[];
-  "snapshot-log": { "timestamp-ms": number; "snapshot-id": bigint }[];
-  "metadata-log": { "timestamp-ms": number; "metadata-file": string }[];
-  "sort-orders": { "order-id": number; fields: JsonValue[] }[];
+  "snapshot-log": { "timestamp-ms": number; "snapshot-id": bigint; [member: string]: unknown }[];
+  "metadata-log": { "timestamp-ms": number; "metadata-file": string; [member: string]: unknown }[];
+  /** Sort orders as read (their fields are not interpreted), with every member kept. */
+  "sort-orders": { "order-id": number; fields: JsonValue[]; [member: string]: unknown }[];
   "default-sort-order-id": number;
   refs: Record<string, SnapshotRef>;
   /** Members of a foreign metadata file this library does not model, written back unchanged. */
@@ -119,6 +122,10 @@ const num = (v: JsonValue | undefined, fallback = 0): number => (typeof v === "n
 const strings = (v: JsonValue | undefined): Record<string, string> =>
   Object.fromEntries(Object.entries(obj(v)).map(([k, x]) => [k, typeof x === "string" ? x : stringifyJson(x)]));
 
+// Every object below is read as `{ ...raw, <modelled members> }`: members this library does not
+// model (a field's `initial-default`/`write-default`, a spec's or sort order's or snapshot's own
+// additions) are written back exactly as they were read.
+
 function parseSchema(v: JsonValue): Schema {
   const s = obj(v);
   const fields = arr(s.fields).map((fv): SchemaField => {
@@ -126,13 +133,28 @@ function parseSchema(v: JsonValue): Schema {
     const t = f.type;
     const type = typeof t === "string" ? parsePrimitiveType(t) : obj(t);
     if (type === undefined) throw new Error(`unsupported Iceberg type ${String(t)} for column ${String(f.name)}`);
-    const field: SchemaField = { id: num(f.id), name: String(f.name), required: f.required === true, type };
-    if (typeof f.doc === "string") field.doc = f.doc;
-    return field;
+    const { doc, ...rest } = f;
+    return { ...rest, id: num(f.id), name: String(f.name), required: f.required === true, type, ...(typeof doc === "string" ? { doc } : {}) };
   });
-  const schema: Schema = { type: "struct", "schema-id": num(s["schema-id"]), fields };
-  if (Array.isArray(s["identifier-field-ids"])) schema["identifier-field-ids"] = s["identifier-field-ids"].map((x) => num(x));
+  const { "identifier-field-ids": identifiers, ...rest } = s;
+  const schema: Schema = { ...rest, type: "struct", "schema-id": num(s["schema-id"]), fields };
+  if (Array.isArray(identifiers)) schema["identifier-field-ids"] = identifiers.map((x) => num(x));
   return schema;
+}
+
+function parseSnapshot(v: JsonValue): Snapshot {
+  const { "parent-snapshot-id": parent, "schema-id": schemaId, ...s } = obj(v);
+  const snap: Snapshot = {
+    ...s,
+    "snapshot-id": big(s["snapshot-id"]),
+    "sequence-number": big(s["sequence-number"], 0n),
+    "timestamp-ms": num(s["timestamp-ms"]),
+    "manifest-list": String(s["manifest-list"]),
+    summary: strings(s.summary),
+  };
+  if (parent !== undefined && parent !== null) snap["parent-snapshot-id"] = big(parent);
+  if (schemaId !== undefined && schemaId !== null) snap["schema-id"] = num(schemaId);
+  return snap;
 }
 
 /**
@@ -156,28 +178,16 @@ export function parseTableMetadata(text: string): TableMetadata {
     "current-schema-id": num(j["current-schema-id"]),
     "partition-specs": arr(j["partition-specs"]).map((sv) => {
       const s = obj(sv);
-      return { "spec-id": num(s["spec-id"]), fields: arr(s.fields).map((f) => obj(f) as unknown as PartitionField) };
+      return { ...s, "spec-id": num(s["spec-id"]), fields: arr(s.fields).map((f) => obj(f) as unknown as PartitionField) };
     }),
     "default-spec-id": num(j["default-spec-id"]),
     "last-partition-id": num(j["last-partition-id"], 999),
     properties: strings(j.properties),
     "current-snapshot-id": big(j["current-snapshot-id"] ?? null, -1n),
-    snapshots: arr(j.snapshots).map((sv) => {
-      const s = obj(sv);
-      const snap: Snapshot = {
-        "snapshot-id": big(s["snapshot-id"]),
-        "sequence-number": big(s["sequence-number"], 0n),
-        "timestamp-ms": num(s["timestamp-ms"]),
-        "manifest-list": String(s["manifest-list"]),
-        summary: strings(s.summary),
-      };
-      if (s["parent-snapshot-id"] !== undefined && s["parent-snapshot-id"] !== null) snap["parent-snapshot-id"] = big(s["parent-snapshot-id"]);
-      if (s["schema-id"] !== undefined) snap["schema-id"] = num(s["schema-id"]);
-      return snap;
-    }),
-    "snapshot-log": arr(j["snapshot-log"]).map((e) => ({ "timestamp-ms": num(obj(e)["timestamp-ms"]), "snapshot-id": big(obj(e)["snapshot-id"]) })),
-    "metadata-log": arr(j["metadata-log"]).map((e) => ({ "timestamp-ms": num(obj(e)["timestamp-ms"]), "metadata-file": String(obj(e)["metadata-file"]) })),
-    "sort-orders": arr(j["sort-orders"]).map((o) => ({ "order-id": num(obj(o)["order-id"]), fields: arr(obj(o).fields) })),
+    snapshots: arr(j.snapshots).map(parseSnapshot),
+    "snapshot-log": arr(j["snapshot-log"]).map((e) => ({ ...obj(e), "timestamp-ms": num(obj(e)["timestamp-ms"]), "snapshot-id": big(obj(e)["snapshot-id"]) })),
+    "metadata-log": arr(j["metadata-log"]).map((e) => ({ ...obj(e), "timestamp-ms": num(obj(e)["timestamp-ms"]), "metadata-file": String(obj(e)["metadata-file"]) })),
+    "sort-orders": arr(j["sort-orders"]).map((o) => ({ ...obj(o), "order-id": num(obj(o)["order-id"]), fields: arr(obj(o).fields) })),
     "default-sort-order-id": num(j["default-sort-order-id"]),
     refs: Object.fromEntries(
       Object.entries(obj(j.refs)).map(([name, rv]) => {
@@ -333,24 +343,43 @@ export function metadataFileName(version: number): string {
   return `${String(version).padStart(5, "0")}-${randomUUID()}.metadata.json`;
 }
 
+/** The `total-*` keys of a snapshot summary. */
+export const TOTAL_KEYS = ["total-records", "total-files-size", "total-data-files", "total-delete-files", "total-position-deletes", "total-equality-deletes"] as const;
+
+/** What a snapshot removes: data files (with their records) and delete files (with their deletes); `size` counts both. */
+export interface Removed {
+  files: number;
+  records: bigint;
+  size: bigint;
+  deleteFiles?: number;
+  positionDeleteFiles?: number;
+  equalityDeleteFiles?: number;
+  positionDeletes?: bigint;
+  equalityDeletes?: bigint;
+}
+
 /**
- * Summary totals after a change, from the parent's totals (0 without a parent), as strings.
+ * Summary totals after a change, from the parent's totals (0 without a parent), as strings. A
+ * total the parent's summary does not give (or gives as something other than an integer) cannot
+ * be carried forward and is left out: the caller counts it from manifests, or omits it — never
+ * the change alone posing as the total.
  *
  * @example
  * totals(parent?.summary, { files: 2, records: 10n, size: 4096n }, { files: 1, records: 4n, size: 900n })
  */
-export function totals(
-  parent: Record<string, string> | undefined,
-  added: { files: number; records: bigint; size: bigint },
-  removed: { files: number; records: bigint; size: bigint },
-): Record<string, string> {
-  const prev = (k: string): bigint => big(parent?.[k] ?? "0", 0n);
-  return {
-    "total-records": String(prev("total-records") + added.records - removed.records),
-    "total-files-size": String(prev("total-files-size") + added.size - removed.size),
-    "total-data-files": String(prev("total-data-files") + BigInt(added.files - removed.files)),
-    "total-delete-files": String(prev("total-delete-files")),
-    "total-position-deletes": String(prev("total-position-deletes")),
-    "total-equality-deletes": String(prev("total-equality-deletes")),
+export function totals(parent: Record<string, string> | undefined, added: { files: number; records: bigint; size: bigint }, removed: Removed): Partial<Record<(typeof TOTAL_KEYS)[number], string>> {
+  const change: Record<(typeof TOTAL_KEYS)[number], bigint> = {
+    "total-records": added.records - removed.records,
+    "total-files-size": added.size - removed.size,
+    "total-data-files": BigInt(added.files - removed.files),
+    "total-delete-files": -BigInt(removed.deleteFiles ?? 0),
+    "total-position-deletes": -(removed.positionDeletes ?? 0n),
+    "total-equality-deletes": -(removed.equalityDeletes ?? 0n),
   };
+  const out: Partial<Record<(typeof TOTAL_KEYS)[number], string>> = {};
+  for (const k of TOTAL_KEYS) {
+    const prev = parent === undefined ? 0n : big(parent[k]?.trim(), -1n);
+    if (prev >= 0n) out[k] = String(prev + change[k]);
+  }
+  return out;
 }

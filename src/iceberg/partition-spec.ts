@@ -20,6 +20,8 @@ export interface PartitionField {
 }
 
 export interface PartitionSpec {
+  /** Members of a foreign spec this library does not interpret, kept as they were read. */
+  [member: string]: unknown;
   "spec-id": number;
   fields: PartitionField[];
 }

@@ -1,4 +1,4 @@
-import type { JsonObject } from "./json.js";
+import { stringifyJson, type JsonObject } from "./json.js";
 
 /** The Iceberg v2 primitive types this library reads in metadata; `fixed[L]` cannot be written. */
 export type PrimitiveType =
@@ -17,8 +17,12 @@ export type PrimitiveType =
   | `decimal(${number}, ${number})`
   | `fixed[${number}]`;
 
-/** A top-level field. Nested types (struct/list/map) of foreign tables are kept as raw JSON. */
+/**
+ * A top-level field. Nested types (struct/list/map) of foreign tables are kept as raw JSON, and so
+ * are members this library does not interpret (`initial-default`, `write-default`, …).
+ */
 export interface SchemaField {
+  [member: string]: unknown;
   id: number;
   name: string;
   required: boolean;
@@ -27,6 +31,8 @@ export interface SchemaField {
 }
 
 export interface Schema {
+  /** Members of a foreign schema this library does not interpret, kept as they were read. */
+  [member: string]: unknown;
   type: "struct";
   "schema-id": number;
   fields: SchemaField[];
@@ -155,7 +161,7 @@ export function duckdbTypeOf(t: PrimitiveType | JsonObject): string {
     binary: "BLOB",
   };
   const d = typeof t === "string" ? map[t] : undefined;
-  if (!d) throw new Error(`Iceberg type ${typeof t === "string" ? t : JSON.stringify(t)} cannot be written by this library`);
+  if (!d) throw new Error(`Iceberg type ${typeof t === "string" ? t : stringifyJson(t)} cannot be written by this library`);
   return d;
 }
 
@@ -259,7 +265,7 @@ export function reconcileSchema(
       fields.push({ ...f, type: t });
       changed = true;
     } else {
-      const was = typeof f.type === "string" ? f.type : JSON.stringify(f.type);
+      const was = typeof f.type === "string" ? f.type : stringifyJson(f.type);
       const hint = canPromote(f.type, t) ? " (set allowTypeWidening to widen it)" : "";
       throw new IcebergSchemaError(f.name, `column "${f.name}" changes type from ${was} to ${t}${hint}`);
     }
@@ -270,7 +276,11 @@ export function reconcileSchema(
     fields.push({ id: ++next, name: c.name, required: false, type: typeFor(c) });
     changed = true;
   }
-  const schema: Schema = { type: "struct", "schema-id": changed ? -1 : current["schema-id"], fields };
+  // the table's own schema members stay (identifier fields only while their columns do)
+  const { "identifier-field-ids": identifiers, ...members } = current;
+  const schema: Schema = { ...members, type: "struct", "schema-id": changed ? -1 : current["schema-id"], fields };
+  const kept = identifiers?.filter((id) => fields.some((f) => f.id === id));
+  if (kept && kept.length > 0) schema["identifier-field-ids"] = kept;
   return { schema, lastColumnId: next, changed };
 }
 
@@ -281,7 +291,7 @@ export function reconcileSchema(
  * sameFields(a, { ...a, "schema-id": 7 }) // → true
  */
 export function sameFields(a: Schema, b: Schema): boolean {
-  const key = (s: Schema): string => JSON.stringify(s.fields.map((f) => [f.id, f.name, f.required, f.type]));
+  const key = (s: Schema): string => stringifyJson(s.fields.map((f) => [f.id, f.name, f.required, f.type]));
   return key(a) === key(b);
 }
 

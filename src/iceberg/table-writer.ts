@@ -9,7 +9,8 @@ import { castSql } from "../duckdb/contract.js";
 import type { ObjectStorage } from "../storage/types.js";
 import { tableName, type Catalog, type TableIdentifier } from "./catalog.js";
 import { adoptDataFiles, parquetRelation, planAdoption } from "./adopt.js";
-import { ident, inBatches, literal, writeDataFiles, type WrittenFile } from "./data-files.js";
+import { ident, inBatches, literal, requiredNullColumn, writeDataFiles, type WrittenFile } from "./data-files.js";
+import { DeleteContent, indexDataFiles, partitionKeyOf, stillApplies, unpartitionedSpecs, type ScopedFile } from "./deletes.js";
 import {
   decodeManifest,
   decodeManifestList,
@@ -17,6 +18,7 @@ import {
   encodeManifestList,
   EntryStatus,
   manifestFileFor,
+  rewriteManifest,
   type ManifestEntry,
   type ManifestFile,
 } from "./manifest.js";
@@ -31,8 +33,10 @@ import {
   newTableMetadata,
   parseTableMetadata,
   serializeTableMetadata,
+  TOTAL_KEYS,
   totals,
   withSchema,
+  type Removed,
   withSnapshot,
   type Snapshot,
   type TableMetadata,
@@ -359,15 +363,13 @@ async function write(o: TableWriteOptions, mode: Mode): Promise<WriteResult> {
  */
 async function commit(o: WriterOptions, mode: Mode, decide: (m: TableMetadata | undefined) => Promise<Intent>): Promise<Outcome> {
   const name = tableName(o.table);
-  const stopped = (snapshot: Snapshot | null, table: LoadedTable | undefined, commitRetries: number): Outcome => ({
-    snapshot,
-    metadataLocation: table?.metadataLocation ?? null,
-    commitRetries,
-    ours: false,
-    adopted: 0,
-  });
+  // Nothing is written into the table's folder before a commit is known to be valid: the version
+  // hint is healed only once this call ends without error, on the version it ends on.
+  const stopped = async (snapshot: Snapshot | null, table: LoadedTable | undefined, commitRetries: number): Promise<Outcome> => {
+    if (table) await healVersionHint(o, table);
+    return { snapshot, metadataLocation: table?.metadataLocation ?? null, commitRetries, ours: false, adopted: 0 };
+  };
   let base = await loadTable(o);
-  if (base) await healVersionHint(o, base);
   let intent = await decide(base?.metadata);
   if ("stop" in intent) return stopped(intent.stop, base, 0);
   if (!base) {
@@ -393,7 +395,11 @@ async function commit(o: WriterOptions, mode: Mode, decide: (m: TableMetadata | 
       }
       base = reloaded;
       const mine = base.metadata.snapshots.find((s) => s["snapshot-id"] === snapshotId);
-      if (mine) return { snapshot: mine, metadataLocation: base.metadataLocation, commitRetries: attempt - 2, ours: true, adopted: data.adopted }; // an "unknown" commit did land
+      if (mine) {
+        // an "unknown" commit did land
+        await healVersionHint(o, base);
+        return { snapshot: mine, metadataLocation: base.metadataLocation, commitRetries: attempt - 2, ours: true, adopted: data.adopted };
+      }
       await removeQuietly(o.storage, maybeLanded);
       maybeLanded = [];
       const next = await decide(base.metadata);
@@ -536,6 +542,10 @@ async function writeRows(o: WriterOptions, base: LoadedTable, rows: Rows): Promi
     const { files, adopted } = await writeFiles(o, rows, planned.schema, planned.spec, `${keyOf(o.storage, base.metadata.location)}/data`);
     return { files, adopted, schema: planned.schema, spec: planned.spec };
   } catch (e) {
+    const column = requiredNullColumn(e);
+    if (column !== undefined) {
+      throw new IcebergSchemaError(column, `column "${column}" of table ${tableName(o.table)} is required, and the rows hold a NULL in it; nothing was committed`);
+    }
     throw castFailure(e) ?? e;
   }
 }
@@ -570,7 +580,7 @@ async function createTable(o: WriterOptions, columns: SourceColumn[]): Promise<L
   const metadata = newTableMetadata({ location: o.storage.uriOf(prefix), schema, spec, properties });
   const key = `${prefix}/metadata/${metadataFileName(0)}`;
   const text = serializeTableMetadata(metadata);
-  await o.storage.write(key, text);
+  await createMetadataFile(o.storage, key, text);
   if (await o.catalog.createTable(o.table, o.storage.uriOf(key))) {
     await publishVersionHint(o, metadata.location, 0, text);
     return { metadataLocation: o.storage.uriOf(key), metadata };
@@ -646,32 +656,39 @@ async function prepareCommit(
   const sequenceNumber = m["last-sequence-number"] + 1n;
   const parent = currentSnapshot(m);
   const manifests: ManifestFile[] = [];
+  const entriesOf = new Map<string, ManifestEntry[]>(); // the entries of manifests this attempt wrote, by path
+  const manifestKey = (): string => `${metaPrefix}/${commitId}-m${manifests.length}.avro`;
   const writeManifest = async (entries: ManifestEntry[]): Promise<void> => {
-    const key = `${metaPrefix}/${commitId}-m${manifests.length}.avro`;
+    const key = manifestKey();
     const bytes = encodeManifest(schema, spec, entries);
     written.push(key);
     await o.storage.write(key, bytes);
     manifests.push(manifestFileFor({ path: o.storage.uriOf(key), length: bytes.length, schema, spec, entries, snapshotId, sequenceNumber }));
+    entriesOf.set(o.storage.uriOf(key), entries);
   };
 
   if (files.length > 0) {
     await writeManifest(files.map((f) => ({ status: EntryStatus.Added, snapshot_id: snapshotId, sequence_number: null, file_sequence_number: null, data_file: f.dataFile })));
   }
   const carried = parent ? decodeManifestList(await o.storage.read(keyOf(o.storage, parent["manifest-list"]))) : [];
-  const removed = { files: 0, records: 0n, size: 0n };
+  const removed: Required<Removed> = { files: 0, records: 0n, size: 0n, deleteFiles: 0, positionDeleteFiles: 0, equalityDeleteFiles: 0, positionDeletes: 0n, equalityDeletes: 0n };
   const partitions = new Set(files.map((f) => partitionKey(f.partition)));
   const touched = new Set(partitions);
   if (mode === "overwrite") {
     const snapshotById = new Map(m.snapshots.map((x) => [x["snapshot-id"], x]));
     const kept: ManifestFile[] = [];
+    const deleteManifests: ManifestFile[] = [];
     const rewritten: ManifestEntry[] = [];
+    // the data files still live once this commit lands, but for its own (no delete of the table can apply to those)
+    const remaining: ScopedFile[] = [];
     for (const mf of carried) {
       if (mf.content !== 0) {
-        kept.push(mf);
+        deleteManifests.push(mf);
         continue;
       }
       const entries = decodeManifest(await o.storage.read(keyOf(o.storage, mf.manifest_path)));
       const live = entries.filter((e) => e.status !== EntryStatus.Deleted);
+      const scoped = (e: ManifestEntry): ScopedFile => scopedFile(e, mf);
       const tupleOf = (e: ManifestEntry): PartitionValue[] => spec.fields.map((pf) => coercePartitionValue(resultType(schema, pf), e.data_file.partition[pf.name]));
       const hit = (e: ManifestEntry): boolean =>
         o.replaceWhere
@@ -679,6 +696,7 @@ async function prepareCommit(
           : spec.fields.length === 0 || partitions.has(partitionKey(tupleOf(e)));
       if (!live.some(hit)) {
         kept.push(mf);
+        remaining.push(...live.map(scoped));
         continue;
       }
       if (mf.partition_spec_id !== spec["spec-id"]) throw new Error(`table ${tableName(o.table)} has files of another partition spec; overwrite is not supported`);
@@ -691,11 +709,51 @@ async function prepareCommit(
           removed.records += e.data_file.record_count;
           removed.size += e.data_file.file_size_in_bytes;
           touched.add(partitionKey(tupleOf(e)));
-        } else rewritten.push({ status: EntryStatus.Existing, snapshot_id: e.snapshot_id, ...seq, data_file });
+        } else {
+          rewritten.push({ status: EntryStatus.Existing, snapshot_id: e.snapshot_id ?? mf.added_snapshot_id, ...seq, data_file });
+          remaining.push(scoped(e));
+        }
       }
     }
     if (rewritten.length > 0) await writeManifest(rewritten);
     manifests.push(...kept);
+    // A delete file that no data file left can be subject to goes with the data files it applied to.
+    const global = unpartitionedSpecs(m);
+    const left = indexDataFiles(remaining);
+    for (const mf of deleteManifests) {
+      if (removed.files === 0) {
+        manifests.push(mf);
+        continue;
+      }
+      const bytes = await o.storage.read(keyOf(o.storage, mf.manifest_path));
+      const entries = decodeManifest(bytes);
+      const verdicts = entries.map((e) =>
+        e.status === EntryStatus.Deleted ? "gone" : stillApplies(scopedFile(e, mf), left, global) ? "keep" : "drop",
+      );
+      if (!verdicts.includes("drop")) {
+        manifests.push(mf);
+        continue;
+      }
+      const key = manifestKey();
+      const out = rewriteManifest(bytes, mf, verdicts, snapshotId, sequenceNumber, o.storage.uriOf(key));
+      written.push(key);
+      await o.storage.write(key, out.bytes);
+      manifests.push(out.manifest);
+      entriesOf.set(out.manifest.manifest_path, out.entries);
+      for (const e of out.entries) {
+        if (e.status !== EntryStatus.Deleted) continue;
+        const equality = e.data_file.content === DeleteContent.Equality;
+        removed.deleteFiles++;
+        removed.size += e.data_file.file_size_in_bytes;
+        if (equality) {
+          removed.equalityDeleteFiles++;
+          removed.equalityDeletes += e.data_file.record_count;
+        } else {
+          removed.positionDeleteFiles++;
+          removed.positionDeletes += e.data_file.record_count;
+        }
+      }
+    }
   } else manifests.push(...carried);
 
   const listKey = `${metaPrefix}/snap-${snapshotId}-${attempt}-${commitId}.avro`;
@@ -703,6 +761,10 @@ async function prepareCommit(
   await o.storage.write(listKey, encodeManifestList(manifests, { snapshotId, parentSnapshotId: parent?.["snapshot-id"] ?? null, sequenceNumber }));
 
   const added = { files: files.length, records: files.reduce((a, f) => a + f.dataFile.record_count, 0n), size: files.reduce((a, f) => a + f.dataFile.file_size_in_bytes, 0n) };
+  // Totals follow the parent's; one the parent does not give (BigQuery writes none) is counted
+  // from the manifests of the new snapshot rather than from zero.
+  let total = totals(parent?.summary, added, removed);
+  if (TOTAL_KEYS.some((k) => total[k] === undefined)) total = { ...(await totalsOfManifests(o.storage, manifests, entriesOf)), ...total };
   const summary: Record<string, string> = {
     ...rows.summary,
     operation: mode,
@@ -713,7 +775,16 @@ async function prepareCommit(
     ...(mode === "overwrite"
       ? { "deleted-data-files": String(removed.files), "deleted-records": String(removed.records), "removed-files-size": String(removed.size), ...(o.replaceWhere ? {} : { "replace-partitions": "true" }) }
       : {}),
-    ...totals(parent?.summary, added, removed),
+    ...(removed.deleteFiles > 0
+      ? {
+          "removed-delete-files": String(removed.deleteFiles),
+          "removed-position-delete-files": String(removed.positionDeleteFiles),
+          "removed-equality-delete-files": String(removed.equalityDeleteFiles),
+          "removed-position-deletes": String(removed.positionDeletes),
+          "removed-equality-deletes": String(removed.equalityDeletes),
+        }
+      : {}),
+    ...total,
   };
   const snapshot: Snapshot = {
     "snapshot-id": snapshotId,
@@ -729,50 +800,58 @@ async function prepareCommit(
   const version = (known >= 0 ? known : next["metadata-log"].length) + 1;
   const key = `${metaPrefix}/${metadataFileName(version)}`;
   const text = serializeTableMetadata(next);
+  await createMetadataFile(o.storage, key, text);
   written.push(key);
-  await o.storage.write(key, text);
   return { location: o.storage.uriOf(key), version, text, snapshot };
 }
 
 /**
- * After a commit: `metadata/v<N>.metadata.json` (a copy) and `metadata/version-hint.text` = N, for
- * readers that open a table by its folder (DuckDB, PyIceberg StaticTable, icebird). Best effort;
- * the catalog remains the source of truth. The hint never moves backwards: a hint already higher
- * is left alone, and after writing, the catalog is read again: if a concurrent committer got
- * further meanwhile (and may have read the hint before this write), its version is published
- * instead. So the last hint written is always the catalog's version at that time.
+ * After a commit: `metadata/v<N>.metadata.json` (a byte-for-byte copy of the committed metadata
+ * file) and `metadata/version-hint.text` = N, for readers that open a table by its folder (DuckDB,
+ * PyIceberg StaticTable, icebird). Best effort; the catalog remains the source of truth. A
+ * `v<N>.metadata.json` is only ever created, never replaced: when one exists with other bytes
+ * (another writer's, in a folder floe shares), it and the hint are left alone. The hint never
+ * moves backwards: a hint already higher is left alone, and after writing, the catalog is read
+ * again: if a concurrent committer got further meanwhile (and may have read the hint before this
+ * write), its version is published instead. So the last hint written is always the catalog's
+ * version at that time.
  */
-async function publishVersionHint(o: TableRef, location: string, version: number, text: string): Promise<void> {
+async function publishVersionHint(o: TableRef, location: string, version: number, text: string | Uint8Array): Promise<void> {
   const prefix = `${keyOf(o.storage, location)}/metadata`;
   try {
     let v = version;
-    let t = text;
+    let t = typeof text === "string" ? new TextEncoder().encode(text) : text;
     for (let round = 0; round < 10; round++) {
       if (!((await readVersionHint(o.storage, prefix)) >= v)) {
-        await o.storage.write(`${prefix}/v${v}.metadata.json`, t);
+        const copy = `${prefix}/v${v}.metadata.json`;
+        const ours = (await o.storage.writeIfAbsent(copy, t)) || Buffer.from(await o.storage.read(copy)).equals(t);
+        if (!ours) return;
         await o.storage.write(`${prefix}/version-hint.text`, String(v));
       }
-      const now = await loadTable(o);
+      const now = await o.catalog.loadTable(o.table);
       const current = now ? metadataVersion(now.metadataLocation) : -1;
       if (!now || current <= v) return;
       v = current;
-      t = serializeTableMetadata(now.metadata);
+      t = await o.storage.read(keyOf(o.storage, now.metadataLocation));
     }
   } catch {
-    // a stale hint only affects path-based readers; the next load or commit heals it
+    // a stale hint only affects path-based readers; the next commit heals it
   }
 }
 
 /**
  * Heals a hint left stale (a writer killed between its catalog commit and the hint, or a hint
- * deleted): when it is missing or names an older version than `table`, `table` is published.
+ * deleted): when it is missing or names an older version than `table`, `table`'s metadata file is
+ * published as it is.
  */
 async function healVersionHint(o: TableRef, table: LoadedTable): Promise<void> {
   const version = metadataVersion(table.metadataLocation);
   if (version < 0) return;
   const prefix = `${keyOf(o.storage, table.metadata.location)}/metadata`;
   const hint = await readVersionHint(o.storage, prefix).catch(() => -1);
-  if (hint < version) await publishVersionHint(o, table.metadata.location, version, serializeTableMetadata(table.metadata));
+  if (hint >= version) return;
+  const bytes = await o.storage.read(keyOf(o.storage, table.metadataLocation)).catch(() => undefined);
+  if (bytes) await publishVersionHint(o, table.metadata.location, version, bytes);
 }
 
 /** The version in `metadata/version-hint.text`, or -1 when there is none (or it is not a number). */
@@ -782,6 +861,49 @@ async function readVersionHint(storage: ObjectStorage, prefix: string): Promise<
 }
 
 type TableRef = { catalog: Catalog; storage: ObjectStorage; table: TableIdentifier };
+
+/** A manifest entry as delete scope rules see it (sequence number inherited from its manifest when null). */
+function scopedFile(e: ManifestEntry, mf: ManifestFile): ScopedFile {
+  return { path: e.data_file.file_path, specId: mf.partition_spec_id, partition: partitionKeyOf(e.data_file.partition), sequenceNumber: e.sequence_number ?? mf.sequence_number, dataFile: e.data_file };
+}
+
+/**
+ * The six `total-*` summary values of a snapshot counted from its manifests (live entries: data
+ * files and their records, delete files and their deletes, and the size of all of them). Entries
+ * of manifests in `known` are not read again.
+ */
+async function totalsOfManifests(storage: ObjectStorage, manifests: readonly ManifestFile[], known: ReadonlyMap<string, ManifestEntry[]>): Promise<Record<string, string>> {
+  const t = { records: 0n, size: 0n, dataFiles: 0n, deleteFiles: 0n, positionDeletes: 0n, equalityDeletes: 0n };
+  await inBatches(manifests, 8, async (mf) => {
+    const entries = known.get(mf.manifest_path) ?? decodeManifest(await storage.read(keyOf(storage, mf.manifest_path)));
+    for (const e of entries) {
+      if (e.status === EntryStatus.Deleted) continue;
+      const d = e.data_file;
+      t.size += d.file_size_in_bytes;
+      if (mf.content === 0 && d.content === 0) {
+        t.dataFiles++;
+        t.records += d.record_count;
+      } else {
+        t.deleteFiles++;
+        if (d.content === DeleteContent.Equality) t.equalityDeletes += d.record_count;
+        else t.positionDeletes += d.record_count;
+      }
+    }
+  });
+  return {
+    "total-records": String(t.records),
+    "total-files-size": String(t.size),
+    "total-data-files": String(t.dataFiles),
+    "total-delete-files": String(t.deleteFiles),
+    "total-position-deletes": String(t.positionDeletes),
+    "total-equality-deletes": String(t.equalityDeletes),
+  };
+}
+
+/** Writes a new metadata file; a metadata file is never replaced (its name holds a fresh UUID, so one in the way is not ours). */
+async function createMetadataFile(storage: ObjectStorage, key: string, text: string): Promise<void> {
+  if (!(await storage.writeIfAbsent(key, text))) throw new Error(`${storage.uriOf(key)} already exists; a metadata file is never replaced`);
+}
 
 function resultOf(s: Snapshot, metadataLocation: string, commitRetries: number, alreadyCommitted: boolean, adoptedFiles = 0): WriteResult {
   const n = (k: string): number => Number(s.summary[k] ?? 0);
@@ -799,15 +921,20 @@ function resultOf(s: Snapshot, metadataLocation: string, commitRetries: number, 
 }
 
 /**
- * The storage key of an absolute URI inside the storage; throws for a URI elsewhere.
+ * The storage key of an absolute URI inside the storage; throws for a URI elsewhere. In an S3
+ * storage, `s3a://` and `s3n://` URIs (Hadoop's names, which Spark and Java tables often record)
+ * name the same objects as `s3://`.
  *
  * @example
  * keyOf(storage, storage.uriOf("db/t/metadata/v1.metadata.json")) // → "db/t/metadata/v1.metadata.json"
+ * keyOf(s3Storage({ bucket: "wh" }), "s3a://wh/db/t/data/a.parquet") // → "db/t/data/a.parquet"
  */
 export function keyOf(storage: ObjectStorage, uri: string): string {
   const root = `${storage.uri}/`;
-  if (!uri.startsWith(root)) throw new Error(`${uri} is outside the warehouse ${storage.uri}`);
-  return uri.slice(root.length);
+  // Hadoop's S3 schemes (Spark and Java tables often say s3a://) name the same objects as s3://
+  const same = root.startsWith("s3://") ? uri.replace(/^s3[an]:\/\//, "s3://") : uri;
+  if (!same.startsWith(root)) throw new Error(`${uri} is outside the warehouse ${storage.uri}`);
+  return same.slice(root.length);
 }
 
 async function removeQuietly(storage: ObjectStorage, keys: readonly string[]): Promise<void> {

@@ -101,6 +101,26 @@ export function localStorage(options: LocalStorageOptions): ObjectStorage {
       return before;
     },
     write: (key, body) => writeAtomic(key, (tmp) => writeFile(tmp, body)),
+    // A hard link fails with EEXIST when the name is taken, and makes the whole file appear at
+    // once; where links are not supported, an exclusive create (O_EXCL) still never replaces one.
+    async writeIfAbsent(key, body) {
+      const target = pathOf(key);
+      await mkdir(dirname(target), { recursive: true });
+      const tmp = `${target}.${randomUUID()}.tmp`;
+      try {
+        await writeFile(tmp, body);
+        await link(tmp, target).catch(async (e: unknown) => {
+          if (!missing(e, ["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EXDEV"])) throw e;
+          await writeFile(target, body, { flag: "wx" });
+        });
+        return true;
+      } catch (e) {
+        if (missing(e, ["EEXIST"])) return false;
+        throw e;
+      } finally {
+        await rm(tmp, { force: true });
+      }
+    },
     // A hard link when the file is on the same file system (floe never rewrites a file in place,
     // so the two names cannot drift apart); a copy otherwise.
     upload: (localPath, key) => writeAtomic(key, (tmp) => link(localPath, tmp).catch(() => copyFile(localPath, tmp))),

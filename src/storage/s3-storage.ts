@@ -120,6 +120,17 @@ export function s3Storage(options: S3StorageOptions): ObjectStorage {
       throw e;
     }));
 
+  const head = async (key: string): Promise<ObjectInfo | undefined> => {
+    try {
+      const o = await call("HeadObject", key, ({ sdk, client }) => client.send(new sdk.HeadObjectCommand({ Bucket, Key: full(key) })));
+      return info(key, o);
+    } catch (e) {
+      if (!(e instanceof ObjectNotFoundError)) throw e;
+      await checkBucket();
+      return undefined;
+    }
+  };
+
   return {
     uri,
     async *list(listPrefix) {
@@ -133,16 +144,7 @@ export function s3Storage(options: S3StorageOptions): ObjectStorage {
         token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
       } while (token !== undefined);
     },
-    async head(key) {
-      try {
-        const o = await call("HeadObject", key, ({ sdk, client }) => client.send(new sdk.HeadObjectCommand({ Bucket, Key: full(key) })));
-        return info(key, o);
-      } catch (e) {
-        if (!(e instanceof ObjectNotFoundError)) throw e;
-        await checkBucket();
-        return undefined;
-      }
-    },
+    head,
     read: (key) =>
       call("GetObject", key, async ({ sdk, client }) => {
         const o = await client.send(new sdk.GetObjectCommand({ Bucket, Key: full(key) }));
@@ -168,6 +170,22 @@ export function s3Storage(options: S3StorageOptions): ObjectStorage {
       }
     },
     write: put,
+    // `If-None-Match: *` makes S3 (and MinIO, R2) refuse the PUT with 412 when the key exists, or
+    // 409 when a concurrent conditional write to it is in flight. Some servers ignore the header
+    // (s3rver does): the HEAD before it keeps them from replacing an object that was already there.
+    async writeIfAbsent(key, Body) {
+      if ((await head(key)) !== undefined) return false;
+      try {
+        const { sdk, client } = await connect();
+        await client.send(new sdk.PutObjectCommand({ Bucket, Key: full(key), Body, IfNoneMatch: "*" }));
+        return true;
+      } catch (e) {
+        const err: SdkError = typeof e === "object" && e !== null ? (e as SdkError) : {};
+        const status = err.$metadata?.httpStatusCode;
+        if (status === 412 || status === 409 || err.name === "PreconditionFailed" || err.name === "ConditionalRequestConflict") return false;
+        throw explain(e, "PutObject", key);
+      }
+    },
     async upload(localPath, key) {
       const { size } = await stat(localPath);
       // A buffered body can be retried by the SDK; a big file goes in parts, each retried alone.

@@ -27,6 +27,13 @@ export interface ObjectStorage {
   download(key: string, localPath: string): Promise<ObjectInfo>;
   /** Writes an object whole; readers never see a partial object. */
   write(key: string, body: Uint8Array | string): Promise<void>;
+  /**
+   * Writes an object only when no object has its key (create-if-absent): true when this call
+   * created it, false when one existed (left as it was). Readers never see a partial object.
+   * Locally a hard link (atomic); on S3 a conditional PutObject (`If-None-Match: *`) after a HEAD,
+   * so servers that ignore the condition still never replace an object that was already there.
+   */
+  writeIfAbsent(key: string, body: Uint8Array | string): Promise<boolean>;
   /** Writes a local file as an object; readers never see a partial object. The local file must not be rewritten in place afterwards: a local storage hard-links it when it can. */
   upload(localPath: string, key: string): Promise<void>;
   delete(keys: readonly string[]): Promise<void>;
