@@ -59,7 +59,7 @@ export function rangesText(spans: ReadonlyArray<{ from: string; to: string; stat
 }
 
 const SYMBOLS: Record<string, string> = {
-  success: "✓", materialized: "✓", failed: "✗", upstream_failed: "⊘", skipped: "–", running: "…", stale: "~", missing: "·", pending: "·",
+  success: "✓", materialized: "✓", failed: "✗", upstream_failed: "⊘", skipped: "–", reused: "↺", running: "…", stale: "~", missing: "·", pending: "·",
 };
 
 export function symbol(status: string): string {

@@ -276,13 +276,16 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       const { run, steps, events } = await withStore(settings, "floe run", async (store) => {
         const r = await store.getRun(id);
         const [s, e] = await Promise.all([store.getSteps(r.id), store.getEvents(r.id)]);
-        return { run: r, steps: s, events: e };
+        // a rerun's step carried over from its parent (success, never started here) is shown as reused
+        const shown = s.map((x) => (r.parentRunId !== null && x.status === "success" && x.startedAt === null ? { ...x, status: "reused" as const } : x));
+        return { run: r, steps: shown, events: e };
       });
       if (o.json) {
         io.out(JSON.stringify({
           ...runJson(run),
           steps: steps.map((s) => ({
             asset: s.asset, partition: s.partition, status: s.status, metadata: s.metadata, attempts: s.attempts,
+            ...(s.status === "reused" ? { reusedFrom: run.parentRunId } : {}),
             startedAt: s.startedAt?.toISOString() ?? null, endedAt: s.endedAt?.toISOString() ?? null, ...(s.error ? { error: s.error } : {}),
           })),
           events: events.map((e) => ({ id: e.id, at: e.createdAt.toISOString(), type: e.type, level: e.level, asset: e.asset, partition: e.partition, message: e.message, data: e.data })),
@@ -809,6 +812,7 @@ function report(io: Io, outcome: MaterializeOutcome | RunOutcome, json: boolean,
   } else {
     const count = (st: string): number => outcome.steps.filter((s) => s.status === st).length;
     const parts = [`${count("success")} succeeded`, `${count("failed")} failed`];
+    if (count("reused") > 0) parts.push(`${count("reused")} reused`);
     if (count("upstream_failed") > 0) parts.push(`${count("upstream_failed")} upstream failed`);
     if (count("skipped") > 0) parts.push(`${count("skipped")} skipped`);
     io.out(`run ${shortId(outcome.runId)} ${outcome.status}: ${parts.join(", ")}${outcome.status === "success" ? "" : `  (details: floe run ${shortId(outcome.runId)})`}`);

@@ -130,7 +130,7 @@ function runNotification(outcome: RunOutcome, graph: AssetGraph): Notification {
   const detail = first ? `: ${stepId(first.asset, first.partition || null)}: ${(first.error ?? "").split("\n")[0]}` : "";
   return {
     event: outcome.status === "success" ? "run_succeeded" : outcome.status === "canceled" ? "run_canceled" : "run_failed",
-    message: `run ${outcome.runId.slice(0, 8)} ${outcome.status}: ${outcome.steps.filter((s) => s.status === "success").length} of ${outcome.steps.length} steps succeeded${detail}`,
+    message: `run ${outcome.runId.slice(0, 8)} ${outcome.status}: ${outcome.steps.filter((s) => s.status === "success" || s.status === "reused").length} of ${outcome.steps.length} steps succeeded${detail}`,
     runId: outcome.runId,
     status: outcome.status,
     assets,

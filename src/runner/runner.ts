@@ -17,7 +17,8 @@ export interface Resources {
 export interface StepOutcome {
   asset: string;
   partition: string | null;
-  status: StepStatus;
+  /** `reused`: a rerun's step taken from its parent run as it was, not executed. */
+  status: StepStatus | "reused";
   metadata: Record<string, unknown>;
   error?: string;
   attempts: number;
@@ -79,7 +80,8 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
   const outcomes = new Map<string, StepOutcome>(
     records.map((r) => [
       stepId(r.asset, r.partition),
-      { asset: r.asset, partition: r.partition, status: r.status, metadata: r.metadata, attempts: r.attempts, durationMs: null },
+      // a step that is already `success` when the run starts was carried over from the parent run
+      { asset: r.asset, partition: r.partition, status: r.status === "success" ? "reused" : r.status, metadata: r.metadata, attempts: r.attempts, durationMs: null },
     ]),
   );
 
@@ -106,7 +108,7 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
 
   // The units the run executes: a step, or a range of one asset's partitions when its
   // backfillPolicy takes ranges. Steps already `success` (a rerun's reused steps) count as done.
-  const todoSteps = steps.filter((s) => outcomes.get(s.id)!.status !== "success");
+  const todoSteps = steps.filter((s) => outcomes.get(s.id)!.status !== "reused");
   const todoIds = new Set(todoSteps.map((s) => s.id));
   const units = stepUnits(
     todoSteps.map((s) => ({ ...s, deps: s.deps.filter((d) => todoIds.has(d)) })),
@@ -245,16 +247,17 @@ export async function executeRun(store: StateStore, graph: AssetGraph, runId: st
   const all = steps.map((s) => outcomes.get(s.id)!);
   const status: RunOutcome["status"] = signal.aborted
     ? "canceled"
-    : all.every((o) => o.status === "success")
+    : all.every((o) => o.status === "success" || o.status === "reused")
       ? "success"
       : "failed";
   const failed = all.filter((o) => o.status === "failed").length;
+  const reused = all.filter((o) => o.status === "reused").length;
   rec.run({ id: runId, status, endedAt: new Date(), error: failed > 0 ? `${failed} step(s) failed` : null });
   rec.event({
     runId,
     type: `run_${status === "success" ? "succeeded" : status}`,
     level: status === "success" ? "info" : "error",
-    message: `run ${status}: ${all.filter((o) => o.status === "success").length} succeeded, ${failed} failed, ${all.filter((o) => o.status === "upstream_failed").length} upstream failed`,
+    message: `run ${status}: ${all.filter((o) => o.status === "success").length} succeeded, ${failed} failed, ${all.filter((o) => o.status === "upstream_failed").length} upstream failed${reused > 0 ? `, ${reused} reused` : ""}`,
   });
   try {
     await rec.flush();

@@ -63,7 +63,11 @@ describe("floe CLI on the embedded store", () => {
     expect(again.code, again.stderr).toBe(0);
     const rerun = JSON.parse(again.stdout) as typeof out;
     expect(rerun.status).toBe("success");
-    expect(rerun.steps.filter((s) => s.status === "success")).toHaveLength(7);
+    expect(rerun.steps.filter((s) => s.status === "success").map((s) => `${s.asset}[${s.partition ?? ""}]`)).toEqual(["orders[2025-01-02]", "summary[]"]);
+    expect(rerun.steps.filter((s) => s.status === "reused")).toHaveLength(5); // carried over from the parent run, not executed
+    const shown = await run(["run", rerun.runId.slice(0, 8), "--json"]);
+    const steps = (JSON.parse(shown.stdout) as { steps: Array<{ status: string; reusedFrom?: string }> }).steps;
+    expect(steps.filter((s) => s.status === "reused").map((s) => s.reusedFrom)).toEqual(Array(5).fill(out.runId));
     expect(rerun.steps.find((s) => s.asset === "summary")?.metadata).toEqual({ days: 3 });
 
     const nothing = await run(["rerun", rerun.runId, "--from-failure"]);

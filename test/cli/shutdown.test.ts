@@ -53,7 +53,7 @@ describe.skipIf(!db)("shutdown", () => {
     expect(run.status).toBe("canceled");
     const again = await floe(["rerun", out.runId, "--from-failure", "--json"], { cwd: project.dir, env: { FLOE_DATABASE_URL: db!.url } });
     expect(again.code, again.stderr).toBe(0);
-    expect((JSON.parse(again.stdout) as { steps: Array<{ status: string }> }).steps.map((s) => s.status)).toEqual(["success", "success", "success"]);
+    expect((JSON.parse(again.stdout) as { steps: Array<{ status: string }> }).steps.map((s) => s.status)).toEqual(["reused", "success", "success"]);
   });
 
   it("a second signal exits at once", async () => {

@@ -137,7 +137,7 @@ describe.skipIf(!shared.db)("run ownership on PostgreSQL", () => {
     expect(first.status).toBe("failed");
     calls.length = 0;
     const again = await rerun(store, graph, first.runId!, { fromFailure: true }, { resources: noResources });
-    expect(again?.steps.map((s) => [s.asset, s.status])).toEqual([["raw", "success"], ["other", "success"], ["lake", "success"], ["broken", "failed"]]);
+    expect(again?.steps.map((s) => [s.asset, s.status])).toEqual([["raw", "success"], ["other", "reused"], ["lake", "success"], ["broken", "failed"]]);
     expect(calls.sort()).toEqual(["lake", "raw"]); // `other` reused; raw had files left, so it and lake ran
     waiting = false;
     calls.length = 0;

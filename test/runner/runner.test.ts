@@ -136,7 +136,7 @@ describe("executeRun", () => {
     const second = await rerun(store, g, first.runId!.slice(0, 8), { fromFailure: true });
     expect(second?.status).toBe("success");
     expect(calls.sort()).toEqual(["leaf", "mid"]);
-    expect(byKey(second!.steps)).toEqual({ root: "success", mid: "success", leaf: "success", side: "success" });
+    expect(byKey(second!.steps)).toEqual({ root: "reused", mid: "success", leaf: "success", side: "reused" }); // the contract's `reused`: carried over, not executed
     expect((await store.getRun(second!.runId)).parentRunId).toBe(first.runId);
     // nothing failed any more
     expect(await rerun(store, g, second!.runId, { fromFailure: true })).toBeNull();
