@@ -121,6 +121,12 @@ export const coreMigrations: readonly Migration[] = [
       `alter table processed_files drop column if exists previous_batch_id`,
     ),
   },
+  {
+    // A raw step reads its whole partition (vanished files, settled batches, failed files): one
+    // index range per (source, partition), not a scan of every file of the source.
+    id: "core/0003_processed_files_partition",
+    up: statements(`create index if not exists processed_files_partition_idx on processed_files (source, partition, path)`),
+  },
 ];
 
 const namespace = (id: string): string => id.slice(0, Math.max(0, id.indexOf("/")));
