@@ -21,7 +21,7 @@ describe.skipIf(!available)("at process scale", () => {
     expect(maxInPool).toBe(2); // the limit was reached, so the pool was what held steps back
   });
 
-  it("a worker killed with SIGKILL mid-run: another worker recovers the run within three heartbeats", async () => {
+  it("a worker killed with SIGKILL mid-run: another worker on the host finds its pid gone and recovers the run within one poll", async () => {
     const { project, url } = await setup(killProject);
     await killWorker(project.dir, url, 500);
   });
