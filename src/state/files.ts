@@ -1,6 +1,7 @@
 import { sql, type RawBuilder } from "kysely";
 import { goneLocalOwners } from "./owners.js";
 import { redact } from "../secrets.js";
+import { retryTransient } from "./transient.js";
 import type { ObjectInfo } from "../storage/types.js";
 import type { FileStatus } from "./schema.js";
 import type { StateStore } from "./store.js";
@@ -181,6 +182,16 @@ export class FileLedger {
   constructor(private readonly store: StateStore) {}
 
   /**
+   * Every statement of the ledger rides out a transient store error (an outage, a restart) with
+   * backoff for up to 2 minutes, so a raw step survives what a worker survives. Each statement is
+   * safe to run again: a claim whose answer was lost is taken again by the retry (files of its
+   * own batch not yet recorded are claimable by it), the other writes set values.
+   */
+  private retry<T>(fn: () => Promise<T>): Promise<T> {
+    return retryTransient(fn);
+  }
+
+  /**
    * Records listed files of a source (and partition): a new path becomes DISCOVERED; a known path
    * whose etag or size changed is DISCOVERED again with attempts 0, no error and no batch (it
    * will be reprocessed); an unchanged file is not written at all, whatever its status (so a
@@ -206,7 +217,7 @@ export class FileLedger {
       // guesses about the input's size. Only new or changed files reach the insert: an unchanged
       // file is neither written nor locked (ON CONFLICT DO UPDATE would lock the row it meets even
       // when its WHERE is false). The ON CONFLICT clause covers a concurrent discover of the same file.
-      const { rows } = await sql<{ inserted: boolean }>`
+      const { rows } = await this.retry(() => sql<{ inserted: boolean }>`
         with listed as materialized (
           select * from json_to_recordset(${json(chunk)}::json) as l(path text, etag text, size bigint, modified text)
         ), known as (
@@ -223,7 +234,7 @@ export class FileLedger {
           status = 'DISCOVERED', attempts = 0, error = null, batch_id = null, run_id = null, claimed_by = null, claimed_at = null,
           next_attempt_at = null, rows = null, bytes = null, updated_at = now()
         where processed_files.etag <> excluded.etag or processed_files.size <> excluded.size
-        returning (xmax = 0) as inserted`.execute(this.store.db);
+        returning (xmax = 0) as inserted`.execute(this.store.db));
       for (const r of rows) {
         if (r.inserted) added++;
         else changed++;
@@ -282,11 +293,11 @@ export class FileLedger {
     // A claim lost after its batch was recorded is done, not lost; one lost on its last attempt
     // (the file stopped its worker every time) is a failure, not a retry.
     await this.settleMaterialized(opts.source, opts.partition ?? null);
-    await sql`update processed_files f set status = 'FAILED', claimed_by = null, claimed_at = null, updated_at = now(),
+    await this.retry(() => sql`update processed_files f set status = 'FAILED', claimed_by = null, claimed_at = null, updated_at = now(),
         error = 'its worker stopped (crashed, killed or timed out) on each of ' || attempts || ' attempts while processing it'
       where f.source = ${opts.source} and f.partition = ${partition} and f.status = 'PROCESSING'
-        and f.attempts >= ${opts.maxAttempts}::int and ${lost}`.execute(this.store.db);
-    const { rows } = await sql<{ id: string; path: string; etag: string; size: string; last_modified: Date | null; attempts: number; previous_batch_id: string | null }>`
+        and f.attempts >= ${opts.maxAttempts}::int and ${lost}`.execute(this.store.db));
+    const { rows } = await this.retry(() => sql<{ id: string; path: string; etag: string; size: string; last_modified: Date | null; attempts: number; previous_batch_id: string | null }>`
       update processed_files t set
         status = 'PROCESSING', claimed_by = ${opts.workerId}, claimed_at = now(), attempts = t.attempts + 1,
         run_id = ${opts.runId}, batch_id = ${opts.batchId}, next_attempt_at = null, rows = null, bytes = null, updated_at = now()
@@ -296,7 +307,9 @@ export class FileLedger {
         where f.source = ${opts.source} and f.partition = ${partition}
           and (f.status = 'DISCOVERED'
             or (f.status = 'FAILED' and f.attempts < ${opts.maxAttempts}::int and f.next_attempt_at <= now())
-            or (f.status = 'PROCESSING' and f.attempts < ${opts.maxAttempts}::int and ${lost}))
+            or (f.status = 'PROCESSING' and f.attempts < ${opts.maxAttempts}::int and ${lost})
+            -- this batch's own claim whose answer was lost (an outage): taken again by the retry
+            or (f.status = 'PROCESSING' and f.batch_id = ${opts.batchId} and f.claimed_by = ${opts.workerId} and f.rows is null))
           ${opts.modifiedSince === undefined ? sql`` : sql`and (f.last_modified is null or f.last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}
         order by f.path
         limit ${opts.limit}::int
@@ -304,7 +317,7 @@ export class FileLedger {
       ) old
       where t.id = old.id
       returning t.id::text as id, t.path, t.etag, t.size::text as size, t.last_modified, t.attempts,
-        case when old.old_status in ('PROCESSING', 'DISCOVERED') then old.old_batch_id end as previous_batch_id`.execute(this.store.db);
+        case when old.old_status in ('PROCESSING', 'DISCOVERED') then old.old_batch_id end as previous_batch_id`.execute(this.store.db));
     return rows
       .map((r) => ({ id: r.id, path: r.path, etag: r.etag, size: Number(r.size), lastModified: r.last_modified, attempts: r.attempts, previousBatchId: r.previous_batch_id }))
       .sort(byPath);
@@ -326,9 +339,9 @@ export class FileLedger {
     partition: string | null,
     self?: { workerId: string; abandonedBatches: ReadonlySet<string> },
   ): Promise<{ deadOwners: string[]; deadBatches: string[] }> {
-    const { rows } = await sql<{ claimed_by: string | null; batch_id: string | null }>`
+    const { rows } = await this.retry(() => sql<{ claimed_by: string | null; batch_id: string | null }>`
       select distinct claimed_by, batch_id from processed_files
-      where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING'`.execute(this.store.db);
+      where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING'`.execute(this.store.db));
     const owners = [...new Set(rows.flatMap((r) => (r.claimed_by === null ? [] : [r.claimed_by])))];
     const deadBatches = self === undefined
       ? []
@@ -346,10 +359,10 @@ export class FileLedger {
    * while ((await ledger.heldElsewhere("raw_orders", "2025-01-01", { batchId })) > 0) await sleep(500, signal);
    */
   async heldElsewhere(source: string, partition: string | null, opts: { batchId: string; modifiedSince?: Date }): Promise<number> {
-    const { rows } = await sql<{ n: number }>`select count(*)::int as n from processed_files
+    const { rows } = await this.retry(() => sql<{ n: number }>`select count(*)::int as n from processed_files
       where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING' and rows is null
         and batch_id is distinct from ${opts.batchId}
-        ${opts.modifiedSince === undefined ? sql`` : sql`and (last_modified is null or last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}`.execute(this.store.db);
+        ${opts.modifiedSince === undefined ? sql`` : sql`and (last_modified is null or last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}`.execute(this.store.db));
     return rows[0]?.n ?? 0;
   }
 
@@ -369,12 +382,12 @@ export class FileLedger {
   ): Promise<number> {
     const p = partition ?? "";
     const lost = lostClaim(source, p, { claimTimeoutMs: opts.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS, ...opts });
-    const { rows } = await sql<{ n: number }>`select count(*)::int as n from processed_files f
+    const { rows } = await this.retry(() => sql<{ n: number }>`select count(*)::int as n from processed_files f
       where f.source = ${source} and f.partition = ${p}
         and (f.status = 'DISCOVERED'
           or (f.status = 'FAILED' ${opts.maxAttempts === undefined ? sql`` : sql`and f.attempts < ${opts.maxAttempts}::int`})
           or (f.status = 'PROCESSING' and ${lost}))
-        ${opts.modifiedSince === undefined ? sql`` : sql`and (f.last_modified is null or f.last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}`.execute(this.store.db);
+        ${opts.modifiedSince === undefined ? sql`` : sql`and (f.last_modified is null or f.last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}`.execute(this.store.db));
     return rows[0]?.n ?? 0;
   }
 
@@ -387,10 +400,10 @@ export class FileLedger {
    * const { count, sample } = await ledger.failedFiles("raw_orders", "2025-01-01"); // { count: 1, sample: [{ path: "orders/2025-01-01/bad.csv", error: "line 2: …" }] }
    */
   async failedFiles(source: string, partition: string | null, opts: { modifiedSince?: Date; sample?: number } = {}): Promise<{ count: number; sample: Array<{ path: string; error: string | null }> }> {
-    const { rows } = await sql<{ n: number; path: string; error: string | null }>`select count(*) over ()::int as n, path, error from processed_files
+    const { rows } = await this.retry(() => sql<{ n: number; path: string; error: string | null }>`select count(*) over ()::int as n, path, error from processed_files
       where source = ${source} and partition = ${partition ?? ""} and status = 'FAILED'
         ${opts.modifiedSince === undefined ? sql`` : sql`and (last_modified is null or last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}
-      order by path limit ${opts.sample ?? 3}::int`.execute(this.store.db);
+      order by path limit ${opts.sample ?? 3}::int`.execute(this.store.db));
     return { count: rows[0]?.n ?? 0, sample: rows.map((r) => ({ path: r.path, error: r.error })) };
   }
 
@@ -401,7 +414,7 @@ export class FileLedger {
    * const listedSince = await ledger.now(); // then list the storage
    */
   async now(): Promise<Date> {
-    const { rows } = await sql<{ now: Date }>`select now() as now`.execute(this.store.db);
+    const { rows } = await this.retry(() => sql<{ now: Date }>`select now() as now`.execute(this.store.db));
     return new Date(rows[0]!.now);
   }
 
@@ -428,18 +441,18 @@ export class FileLedger {
   ): Promise<Array<{ id: string; path: string; batchId: string | null }>> {
     const p = partition ?? "";
     const lost = lostClaim(source, p, opts);
-    const { rows } = await sql<{ id: string; path: string; batch_id: string | null; removable: boolean }>`
+    const { rows } = await this.retry(() => sql<{ id: string; path: string; batch_id: string | null; removable: boolean }>`
       select f.id::text as id, f.path, f.batch_id, (f.status <> 'PROCESSING' or ${lost}) as removable from processed_files f
-      where f.source = ${source} and f.partition = ${p} and f.discovered_at < ${opts.listedSince.toISOString()}::timestamptz`.execute(this.store.db);
+      where f.source = ${source} and f.partition = ${p} and f.discovered_at < ${opts.listedSince.toISOString()}::timestamptz`.execute(this.store.db));
     const gone = rows.filter((r) => r.removable && !listed.has(r.path)).map((r) => ({ id: r.id, path: r.path, batchId: r.batch_id })).sort(byPath);
     if (gone.length === 0) return [];
     await beforeDelete?.(gone);
-    const { rows: removed } = await sql<{ id: string }>`
+    const { rows: removed } = await this.retry(() => sql<{ id: string }>`
       delete from processed_files f
       where f.id in (select value::bigint from json_array_elements_text(${json(gone.map((g) => g.id))}::json))
         and f.source = ${source} and f.partition = ${p}
         and (f.status <> 'PROCESSING' or ${lost})
-      returning f.id::text as id`.execute(this.store.db);
+      returning f.id::text as id`.execute(this.store.db));
     const ids = new Set(removed.map((r) => r.id));
     return gone.filter((g) => ids.has(g.id));
   }
@@ -462,13 +475,13 @@ export class FileLedger {
     // An error may quote a resolved secret (a URL with a token, a connection string): never store it.
     const input = results.map((r) => ({ id: r.id, status: r.status, rows: r.rows ?? null, bytes: r.bytes ?? null, error: r.error == null ? null : redact(r.error) }));
     const base = opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS;
-    await sql`
+    await this.retry(() => sql`
       update processed_files f set
         status = r.status, rows = r.rows, bytes = r.bytes, error = r.error, claimed_by = null, claimed_at = null, updated_at = now(),
         next_attempt_at = case when r.status = 'FAILED'
           then now() + make_interval(secs => ${secs(base)} * power(2::float8, least(greatest(f.attempts - 1, 0), ${MAX_BACKOFF_EXPONENT}))) end
       from json_to_recordset(${json(input)}::json) as r(id bigint, status text, rows bigint, bytes bigint, error text)
-      where f.id = r.id and f.status = 'PROCESSING' ${opts.batchId === undefined ? sql`` : sql`and f.batch_id = ${opts.batchId}`}`.execute(this.store.db);
+      where f.id = r.id and f.status = 'PROCESSING' ${opts.batchId === undefined ? sql`` : sql`and f.batch_id = ${opts.batchId}`}`.execute(this.store.db));
   }
 
   /**
@@ -491,7 +504,7 @@ export class FileLedger {
     }
     const input = results.map((r) => ({ id: r.id, failed: r.status === "FAILED", rows: r.rows ?? null, bytes: r.bytes ?? null, error: r.error == null ? null : redact(r.error) }));
     const base = opts.retryBaseMs ?? DEFAULT_RETRY_BASE_MS;
-    const { rows } = await sql<{ id: string }>`
+    const { rows } = await this.retry(() => sql<{ id: string }>`
       update processed_files f set
         status = case when r.failed then 'FAILED' else f.status end,
         rows = r.rows, bytes = r.bytes,
@@ -503,7 +516,7 @@ export class FileLedger {
         updated_at = now()
       from json_to_recordset(${json(input)}::json) as r(id bigint, failed boolean, rows bigint, bytes bigint, error text)
       where f.id = r.id and f.status = 'PROCESSING' and f.batch_id = ${opts.batchId} and f.claimed_by = ${opts.workerId}
-      returning f.id::text as id`.execute(this.store.db);
+      returning f.id::text as id`.execute(this.store.db));
     return rows.map((x) => x.id);
   }
 
@@ -517,8 +530,8 @@ export class FileLedger {
    * const done = await ledger.settleBatch(batchId, "SUCCESS");
    */
   async settleBatch(batchId: string, status: "SUCCESS" = "SUCCESS"): Promise<number> {
-    const r = await sql`update processed_files set status = ${status}, error = null, claimed_by = null, claimed_at = null, updated_at = now()
-      where batch_id = ${batchId} and status = 'PROCESSING'`.execute(this.store.db);
+    const r = await this.retry(() => sql`update processed_files set status = ${status}, error = null, claimed_by = null, claimed_at = null, updated_at = now()
+      where batch_id = ${batchId} and status = 'PROCESSING'`.execute(this.store.db));
     return Number(r.numAffectedRows ?? 0);
   }
 
@@ -532,10 +545,10 @@ export class FileLedger {
    * await ledger.settleMaterialized("raw_orders", "2025-01-01"); // before claiming
    */
   async settleMaterialized(source: string, partition: string | null): Promise<number> {
-    const r = await sql`update processed_files set status = 'SUCCESS', error = null, claimed_by = null, claimed_at = null, updated_at = now()
+    const r = await this.retry(() => sql`update processed_files set status = 'SUCCESS', error = null, claimed_by = null, claimed_at = null, updated_at = now()
       where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING' and batch_id in (
         select s.metadata->>'batchId' from run_steps s
-        where s.asset = ${source} and s.partition = ${partition ?? ""} and s.status = 'success' and s.metadata->>'batchId' is not null)`.execute(this.store.db);
+        where s.asset = ${source} and s.partition = ${partition ?? ""} and s.status = 'success' and s.metadata->>'batchId' is not null)`.execute(this.store.db));
     return Number(r.numAffectedRows ?? 0);
   }
 
@@ -547,7 +560,7 @@ export class FileLedger {
    * setInterval(() => void ledger.touch(batchId), claimTimeoutMs / 3);
    */
   async touch(batchId: string): Promise<number> {
-    const r = await sql`update processed_files set claimed_at = now() where batch_id = ${batchId} and status = 'PROCESSING'`.execute(this.store.db);
+    const r = await this.retry(() => sql`update processed_files set claimed_at = now() where batch_id = ${batchId} and status = 'PROCESSING'`.execute(this.store.db));
     return Number(r.numAffectedRows ?? 0);
   }
 
@@ -560,9 +573,9 @@ export class FileLedger {
    * process.once("SIGTERM", () => void ledger.release(workerId));
    */
   async release(workerId: string, batchId?: string): Promise<number> {
-    const r = await sql`update processed_files set status = 'DISCOVERED', claimed_by = null, claimed_at = null,
+    const r = await this.retry(() => sql`update processed_files set status = 'DISCOVERED', claimed_by = null, claimed_at = null,
         attempts = greatest(attempts - 1, 0), rows = null, bytes = null, updated_at = now()
-      where claimed_by = ${workerId} and status = 'PROCESSING' ${batchId === undefined ? sql`` : sql`and batch_id = ${batchId}`}`.execute(this.store.db);
+      where claimed_by = ${workerId} and status = 'PROCESSING' ${batchId === undefined ? sql`` : sql`and batch_id = ${batchId}`}`.execute(this.store.db));
     return Number(r.numAffectedRows ?? 0);
   }
 
@@ -575,10 +588,10 @@ export class FileLedger {
    * const recent = await ledger.pendingPartitions("raw_orders", new Date("2025-06-01T00:00:00Z")); // files modified since then only
    */
   async pendingPartitions(source: string, modifiedSince?: Date): Promise<Array<string | null>> {
-    const { rows } = await sql<{ partition: string }>`select distinct partition from processed_files
+    const { rows } = await this.retry(() => sql<{ partition: string }>`select distinct partition from processed_files
       where source = ${source} and status = 'DISCOVERED'
         ${modifiedSince === undefined ? sql`` : sql`and (last_modified is null or last_modified >= ${modifiedSince.toISOString()}::timestamptz)`}
-      order by partition`.execute(this.store.db);
+      order by partition`.execute(this.store.db));
     return rows.map((r) => (r.partition === "" ? null : r.partition));
   }
 
@@ -590,9 +603,9 @@ export class FileLedger {
    * const batches = await ledger.settledBatches("raw_orders", "2025-01-01");
    */
   async settledBatches(source: string, partition: string | null): Promise<string[]> {
-    const { rows } = await sql<{ batch_id: string }>`select batch_id from processed_files
+    const { rows } = await this.retry(() => sql<{ batch_id: string }>`select batch_id from processed_files
       where source = ${source} and partition = ${partition ?? ""} and status = 'SUCCESS' and batch_id is not null
-      group by batch_id order by min(updated_at), batch_id`.execute(this.store.db);
+      group by batch_id order by min(updated_at), batch_id`.execute(this.store.db));
     return rows.map((r) => r.batch_id);
   }
 
@@ -603,7 +616,7 @@ export class FileLedger {
    * const files = await ledger.filesOfBatch(batchId);
    */
   async filesOfBatch(batchId: string): Promise<FileRecord[]> {
-    const { rows } = await sql<FileRow>`select ${columns} from processed_files where batch_id = ${batchId} order by path`.execute(this.store.db);
+    const { rows } = await this.retry(() => sql<FileRow>`select ${columns} from processed_files where batch_id = ${batchId} order by path`.execute(this.store.db));
     return rows.map(toRecord);
   }
 
@@ -614,8 +627,8 @@ export class FileLedger {
    * const { SUCCESS, FAILED } = await ledger.counts("raw_orders");
    */
   async counts(source: string): Promise<Record<FileStatus, number>> {
-    const { rows } = await sql<{ status: FileStatus; n: number }>`select status, count(*)::int as n from processed_files
-      where source = ${source} group by status`.execute(this.store.db);
+    const { rows } = await this.retry(() => sql<{ status: FileStatus; n: number }>`select status, count(*)::int as n from processed_files
+      where source = ${source} group by status`.execute(this.store.db));
     const out = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<FileStatus, number>;
     for (const r of rows) out[r.status] = r.n;
     return out;
@@ -628,9 +641,9 @@ export class FileLedger {
    * const failed = await ledger.list("raw_orders", { status: "FAILED", limit: 20 });
    */
   async list(source: string, opts: { status?: FileStatus; limit?: number } = {}): Promise<FileRecord[]> {
-    const { rows } = await sql<FileRow>`select ${columns} from processed_files
+    const { rows } = await this.retry(() => sql<FileRow>`select ${columns} from processed_files
       where source = ${source} ${opts.status === undefined ? sql`` : sql`and status = ${opts.status}`}
-      order by path ${opts.limit === undefined ? sql`` : sql`limit ${opts.limit}::int`}`.execute(this.store.db);
+      order by path ${opts.limit === undefined ? sql`` : sql`limit ${opts.limit}::int`}`.execute(this.store.db));
     return rows.map(toRecord);
   }
 }
