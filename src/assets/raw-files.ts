@@ -174,6 +174,23 @@ async function ingest(ctx: StepContext, options: RawFilesOptions, since: Date | 
   let bytes = 0;
   let ingested = 0;
   const failures: Array<{ path: string; error: string }> = [];
+  // Runs ingesting the same partition take turns (a lock shared by every process on the store),
+  // so the one that goes second finds the first one's batch finished and reports it too: no run
+  // reports success while another holds files of its partition. A holder that looks dead for
+  // longer than a heartbeat timeout is not waited for (exactly-once does not rest on the lock).
+  let lockWaitLogged = false;
+  let quietSince: number | undefined;
+  const lock = await ledger.lockPartition(ctx.assetKey, ctx.partitionKey, {
+    signal: ctx.signal,
+    giveUp: async () => {
+      if (!lockWaitLogged) ctx.log.info("waiting for another run that is ingesting this partition");
+      lockWaitLogged = true;
+      const held = await ledger.heldElsewhere(ctx.assetKey, ctx.partitionKey, { batchId, liveOnly: { ownerStaleMs } });
+      if (held > 0) quietSince = undefined;
+      else quietSince ??= Date.now();
+      return quietSince !== undefined && Date.now() - quietSince > ownerStaleMs;
+    },
+  });
   // A batch can take longer than the claim timeout: keep its claims fresh while this step works,
   // so another worker never takes over files that are still being ingested.
   const keepClaims = setInterval(() => void ledger.touch(batchId).catch(() => undefined), Math.max(250, claimTimeoutMs / 3));
@@ -290,14 +307,22 @@ async function ingest(ctx: StepContext, options: RawFilesOptions, since: Date | 
     // (a reprocessed file's new version, same name, replaces its old one when read). Read from the
     // ledger, so a batch that a concurrent run settled after this list was made is in the next one.
     const earlier = (await ledger.settledBatches(ctx.assetKey, ctx.partitionKey)).filter((b) => b !== location);
-    const locations = ingested > 0 ? [...earlier, location] : earlier;
-    ctx.afterCommit(async () => void (await ledger.settleBatch(batchId)));
+    // Batches another run ingested whole before this one took its turn, still waiting for that
+    // run's commit: this step reports them too, and settles them with its own.
+    const adopted = lock.held ? (await ledger.finishedBatches(ctx.assetKey, ctx.partitionKey)).filter((b) => b !== location) : [];
+    const locations = [...earlier, ...adopted, ...(ingested > 0 ? [location] : [])];
+    ctx.afterCommit(async () => {
+      await ledger.settleBatch(batchId);
+      // of another step's batch, only what it had recorded when this step took it
+      for (const b of adopted) await ledger.settleBatch(b, "SUCCESS", { recordedOnly: true });
+    });
     return {
       metadata: {
         location, locations, rows, bytes, files: ingested, failedFiles: failures.length, listed: seen,
         ...(since !== undefined ? { ignoredBeforeSince: beforeSince } : {}),
         removedFiles,
         batchId,
+        ...(adopted.length > 0 ? { adoptedBatches: adopted } : {}),
       },
     };
   } catch (e) {
@@ -324,6 +349,7 @@ async function ingest(ctx: StepContext, options: RawFilesOptions, since: Date | 
     throw e;
   } finally {
     clearInterval(keepClaims);
+    await lock.release();
   }
 }
 

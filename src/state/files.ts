@@ -132,7 +132,8 @@ function lostClaim(source: string, partition: string, o: { claimTimeoutMs: numbe
   if (o.deadOwners !== undefined && o.deadOwners.length > 0) dead.push(sql`f.claimed_by in (select json_array_elements_text(${json(o.deadOwners)}::json))`);
   if (o.deadBatches !== undefined && o.deadBatches.length > 0) dead.push(sql`f.batch_id in (select json_array_elements_text(${json(o.deadBatches)}::json))`);
   return sql<boolean>`((${sql.join(dead, sql` or `)}) and not exists (select 1 from run_steps s
-    where s.asset = ${source} and s.partition = ${partition} and s.status = 'success' and s.metadata->>'batchId' = f.batch_id))`;
+    where s.asset = ${source} and s.partition = ${partition} and s.status = 'success'
+      and (s.metadata->>'batchId' = f.batch_id or coalesce(s.metadata->'adoptedBatches', '[]'::jsonb) ? f.batch_id)))`;
 }
 
 const columns = sql`id::text as id, source, partition, path, etag, size::text as size, last_modified, status, claimed_by, claimed_at,
@@ -350,6 +351,34 @@ export class FileLedger {
   }
 
   /**
+   * The batches of a source partition that another step ingested whole and that wait for that
+   * step's commit: every file of theirs still PROCESSING has its rows recorded. Taken, under the
+   * partition's lock ({@link lockPartition}), by the step that goes next, which reports and settles
+   * them with its own batch.
+   *
+   * @example
+   * const adopted = await ledger.finishedBatches("raw_orders", "2025-01-01");
+   */
+  async finishedBatches(source: string, partition: string | null): Promise<string[]> {
+    const { rows } = await this.retry(() => sql<{ batch_id: string }>`select batch_id from processed_files
+      where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING' and batch_id is not null
+      group by batch_id having bool_and(rows is not null) order by min(claimed_at), batch_id`.execute(this.store.db));
+    return rows.map((r) => r.batch_id);
+  }
+
+  /**
+   * Takes the lock of a source partition, shared by every process on the store: raw steps of one
+   * partition take turns. See `StateStore.holdLock`; `giveUp` lets a waiter go on without it.
+   *
+   * @example
+   * const lock = await ledger.lockPartition("raw_orders", "2025-01-01", { signal });
+   * try { … } finally { await lock.release(); }
+   */
+  lockPartition(source: string, partition: string | null, opts: { signal?: AbortSignal; giveUp?: () => Promise<boolean> } = {}): Promise<{ held: boolean; release(): Promise<void> }> {
+    return this.store.holdLock(`floe.raw/${source}/${partition ?? ""}`, opts);
+  }
+
+  /**
    * How many files of a source partition are held by another batch than `batchId` and not yet
    * ingested (PROCESSING, no rows recorded): files a step must wait for before it may report the
    * partition done. Files already ingested by another run (rows recorded, waiting for that run's
@@ -358,9 +387,14 @@ export class FileLedger {
    * @example
    * while ((await ledger.heldElsewhere("raw_orders", "2025-01-01", { batchId })) > 0) await sleep(500, signal);
    */
-  async heldElsewhere(source: string, partition: string | null, opts: { batchId: string; modifiedSince?: Date }): Promise<number> {
+  async heldElsewhere(source: string, partition: string | null, opts: { batchId: string; modifiedSince?: Date; liveOnly?: { ownerStaleMs: number } }): Promise<number> {
+    // liveOnly: any file (ingested or not) another batch holds whose run is running and heartbeating
+    const which = opts.liveOnly === undefined
+      ? sql`rows is null`
+      : sql`exists (select 1 from runs r where r.id = processed_files.run_id collate "C" and r.status = 'running'
+          and r.heartbeat_at >= now() - make_interval(secs => ${secs(opts.liveOnly.ownerStaleMs)}))`;
     const { rows } = await this.retry(() => sql<{ n: number }>`select count(*)::int as n from processed_files
-      where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING' and rows is null
+      where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING' and ${which}
         and batch_id is distinct from ${opts.batchId}
         ${opts.modifiedSince === undefined ? sql`` : sql`and (last_modified is null or last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}`.execute(this.store.db));
     return rows[0]?.n ?? 0;
@@ -529,9 +563,9 @@ export class FileLedger {
    * await commitSnapshot({ summary: { "floe.batch-id": batchId } });
    * const done = await ledger.settleBatch(batchId, "SUCCESS");
    */
-  async settleBatch(batchId: string, status: "SUCCESS" = "SUCCESS"): Promise<number> {
+  async settleBatch(batchId: string, status: "SUCCESS" = "SUCCESS", opts: { recordedOnly?: boolean } = {}): Promise<number> {
     const r = await this.retry(() => sql`update processed_files set status = ${status}, error = null, claimed_by = null, claimed_at = null, updated_at = now()
-      where batch_id = ${batchId} and status = 'PROCESSING'`.execute(this.store.db));
+      where batch_id = ${batchId} and status = 'PROCESSING' ${opts.recordedOnly ? sql`and rows is not null` : sql``}`.execute(this.store.db));
     return Number(r.numAffectedRows ?? 0);
   }
 
@@ -547,7 +581,7 @@ export class FileLedger {
   async settleMaterialized(source: string, partition: string | null): Promise<number> {
     const r = await this.retry(() => sql`update processed_files set status = 'SUCCESS', error = null, claimed_by = null, claimed_at = null, updated_at = now()
       where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING' and batch_id in (
-        select s.metadata->>'batchId' from run_steps s
+        select b from run_steps s, jsonb_array_elements_text(jsonb_build_array(s.metadata->'batchId') || coalesce(s.metadata->'adoptedBatches', '[]'::jsonb)) as x(b)
         where s.asset = ${source} and s.partition = ${partition ?? ""} and s.status = 'success' and s.metadata->>'batchId' is not null)`.execute(this.store.db));
     return Number(r.numAffectedRows ?? 0);
   }

@@ -1060,6 +1060,52 @@ export class StateStore {
   }
 
   /**
+   * Takes a named lock that every process sharing the store respects, and holds it until
+   * `release()`: on PostgreSQL a session advisory lock on a connection of its own (so a process
+   * that dies frees it with its connection), embedded a lock of this process (the only one using
+   * the store). While the lock is busy it polls (100 ms doubling to 1 s); each time it asks
+   * `giveUp()`, and when that answers true (its holder looks dead but its connection lingers, say)
+   * it returns without the lock: `held` is false. An aborted `signal` stops the wait likewise.
+   *
+   * @example
+   * const lock = await store.holdLock("raw_orders/2025-01-01", { giveUp: async () => false });
+   * try { … } finally { await lock.release(); }
+   */
+  async holdLock(name: string, opts: { signal?: AbortSignal; giveUp?: () => Promise<boolean> } = {}): Promise<{ held: boolean; release(): Promise<void> }> {
+    const waitMs = (n: number): number => Math.min(1_000, 100 * 2 ** Math.min(n, 4));
+    const stop = async (): Promise<boolean> => opts.signal?.aborted === true || ((await opts.giveUp?.()) ?? false);
+    if (this.engine !== "postgres" || this.url === undefined) {
+      for (let n = 0; this.localLocks.has(name); n++) {
+        if (await stop()) return { held: false, release: async () => undefined };
+        await sleepMs(waitMs(n));
+      }
+      this.localLocks.add(name);
+      return { held: true, release: async () => void this.localLocks.delete(name) };
+    }
+    const client = new pg.Client({ connectionString: this.url, application_name: "floe lock", connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: PG_KEEPALIVE_DELAY_MS });
+    client.on("error", () => undefined); // a lost lock connection frees the lock; the holder's work stays exactly-once
+    await client.connect();
+    try {
+      for (let n = 0; ; n++) {
+        const { rows } = await client.query<{ ok: boolean }>("select pg_try_advisory_lock(hashtextextended($1, 0)) as ok", [name]);
+        if (rows[0]?.ok === true) break;
+        if (await stop()) {
+          await client.end().catch(() => undefined);
+          return { held: false, release: async () => undefined };
+        }
+        await sleepMs(waitMs(n));
+      }
+    } catch (e) {
+      await client.end().catch(() => undefined);
+      throw e;
+    }
+    return { held: true, release: () => client.end().catch(() => undefined) };
+  }
+
+  /** Locks of {@link holdLock} held in this process on an embedded store. */
+  private readonly localLocks = new Set<string>();
+
+  /**
    * Closes the connections (and, embedded, PGlite and its lock). Idempotent.
    *
    * @example
@@ -1185,6 +1231,7 @@ export function redactUrl(url: string): string {
 
 /** How long opening a PostgreSQL connection may take before it fails (and is retried by its caller). */
 const PG_CONNECT_TIMEOUT_MS = 5_000;
+const sleepMs = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 /** Idle time of a PostgreSQL connection before TCP keepalive probes start. */
 const PG_KEEPALIVE_DELAY_MS = 10_000;
 

@@ -122,8 +122,10 @@ describe("a raw step never reports success while files of its partition are held
     await ledger.recordBatch([{ id: f!.id, status: "SUCCESS", rows: 1, bytes: 5 }], { batchId: "theirs", workerId: "elsewhere:3" });
     const out = await run([raw("raw_ingested", "ingested/*.csv")]);
     expect(out.status).toBe("success");
-    expect(out.steps[0]!.metadata).toMatchObject({ files: 2 });
-    expect((await ledger.filesOfBatch("theirs")).map((x) => x.status)).toEqual(["PROCESSING"]);
+    // their batch is ingested whole (every file recorded) and waits for their commit: this step,
+    // which took its turn after them, reports it too and settles it with its own
+    expect(out.steps[0]!.metadata).toMatchObject({ files: 2, adoptedBatches: ["theirs"] });
+    expect((await ledger.filesOfBatch("theirs")).map((x) => x.status)).toEqual(["SUCCESS"]);
   });
 });
 
@@ -286,7 +288,9 @@ describe.skipIf(store.engine !== "postgres")("a worker judged dead while it inge
       expect(out.status, JSON.stringify(out.steps)).toBe("success");
       expect(out.steps[0]!.metadata).toMatchObject({ files: 0, rows: 0 });
       expect(staged("raw_takeover"), "no copy of theirs in this step's batch").toEqual([]);
-      expect((await ledger.filesOfBatch("thief")).map((f) => f.status)).toEqual(["PROCESSING", "PROCESSING"]);
+      // the thief's batch is recorded whole: reported (and settled) by this step, once
+      expect(out.steps[0]!.metadata).toMatchObject({ adoptedBatches: ["thief"] });
+      expect((await ledger.filesOfBatch("thief")).map((f) => f.status)).toEqual(["SUCCESS", "SUCCESS"]);
     } finally {
       open();
       await gate;

@@ -453,6 +453,31 @@ describe.skipIf(!pgUp)("FileLedger under concurrency, on PostgreSQL", () => {
     await db?.drop();
   });
 
+  it("a partition's lock is taken by one process at a time; a waiter may give up; a finished batch is offered to the next", async () => {
+    const [a, b] = [new FileLedger(stores[0]!), new FileLedger(stores[1]!)];
+    const first = await a.lockPartition("locked", "p");
+    expect(first.held).toBe(true);
+    let asked = 0;
+    const gaveUp = await b.lockPartition("locked", "p", { giveUp: async () => ++asked >= 3 });
+    expect([gaveUp.held, asked]).toEqual([false, 3]);
+    const waiting = b.lockPartition("locked", "p");
+    await new Promise((r) => setTimeout(r, 300));
+    let got = false;
+    void waiting.then(() => (got = true));
+    expect(got).toBe(false); // still held by the first
+    expect((await a.lockPartition("locked", "other")).held).toBe(true); // another partition is free
+    await first.release();
+    const second = await waiting;
+    expect(second.held).toBe(true);
+    await second.release();
+    // finished batches: every PROCESSING file recorded; a batch with a file still being read is not
+    await a.discover("fin", "p", [file("1.csv"), file("2.csv"), file("3.csv")]);
+    const done = await a.claim({ ...base, source: "fin", partition: "p", batchId: "done", limit: 2 });
+    await a.recordBatch(done.map((f) => ({ id: f.id, status: "SUCCESS" as const, rows: 1, bytes: 1 })), { batchId: "done", workerId: "w1" });
+    await a.claim({ ...base, source: "fin", partition: "p", batchId: "reading", limit: 1 });
+    expect(await a.finishedBatches("fin", "p")).toEqual(["done"]);
+  });
+
   it("4 claimers over 1,000 files claim every file exactly once", async () => {
     const files = Array.from({ length: 1_000 }, (_, i) => file(`f${String(i).padStart(4, "0")}.csv`));
     expect(await new FileLedger(stores[0]!).discover("many", null, files)).toEqual({ added: 1_000, changed: 0, unchanged: 0 });
