@@ -1,0 +1,109 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { pgAvailable } from "../helpers/pg.js";
+import {
+  BAD_INPUTS, KILL_FILES, Suite, besideWorkerTrial, concurrentTrial, corruptTrial, deletedFileTrial, growingTrial, killTrial, outageTrial, partWay, rng,
+  sigtermMaterializeTrial, sigtermWorkerTrial, workersTrial, type Trial,
+} from "./harness.js";
+
+// Issue 20, "Exactly once, for real", small: one or two trials of each fault, with real floe
+// processes on PostgreSQL and default settings. The full counts run in
+// test/soak/reliability.soak.test.ts (npm run test:soak). Each trial asserts, after every floe
+// command that exited 0, that the rows it was asked to land are in lake.orders (read by icebird),
+// and at its end that the table holds every landed row exactly once and the store is settled.
+
+const available = await pgAvailable();
+const suite = new Suite();
+afterAll(() => suite.cleanup());
+
+/** Runs `fn` on a fresh trial (database + project), ended afterwards. */
+async function withTrial<T>(fn: (t: Trial) => Promise<T>, format: Parameters<Suite["trial"]>[0] = "csv"): Promise<T> {
+  const t = await suite.trial(format);
+  try {
+    return await fn(t);
+  } finally {
+    await suite.end(t);
+  }
+}
+
+describe.skipIf(!available)("reliability (issue 20), small", () => {
+  const rand = rng(20);
+
+  describe("1. kill -9 of floe materialize, then floe materialize again", () => {
+    it("at a random moment", async () => {
+      const delay = 600 + Math.floor(rand() * 2_000);
+      const k = await withTrial((t) => killTrial(t, "random", delay));
+      console.log(`kill at random+${delay} ms: killed ${String(k.killed)}, ledger ${JSON.stringify(k.atKill)}`);
+    }, 120_000);
+    it("right after the first file is claimed", async () => {
+      const k = await withTrial((t) => killTrial(t, "claim", Math.floor(rand() * 50)));
+      expect(k.reached, "the kill came after a claim").toBe(true);
+      expect(k.killed).toBe(true);
+      expect(partWay(k, KILL_FILES), `ledger at kill: ${JSON.stringify(k.atKill)}`).toBe(true);
+    }, 120_000);
+    it("as the catalog pointer moves (the Iceberg commit)", async () => {
+      const k = await withTrial((t) => killTrial(t, "commit", 0));
+      expect(k.reached, "the commit landed before the process ended").toBe(true);
+    }, 120_000);
+  });
+
+  it("2. a growing landing with kills between runs ends exact after a clean run", async () => {
+    // seed 6 draws: day 1 killed at its first claim, day 1 again (takes over the dead claims), day 1 killed at random, day 2
+    const { kills } = await withTrial((t) => growingTrial(t, 4, 6, 0.5));
+    expect(kills.length).toBe(2);
+    console.log(`growing: ${kills.length} kill(s): ${kills.map((k) => `${k.moment}+${k.delayMs} ${JSON.stringify(k.atKill)}`).join(" / ")}`);
+  }, 180_000);
+
+  it("3. three workers, one killed mid-run: its run is failed and requeued once, the survivors finish", async () => {
+    const r = await withTrial((t) => workersTrial(t, 4, Math.floor(rand() * 150)));
+    console.log(`three workers: killed run ${r.killedRun.slice(0, 8)} recovered; queue drained ${r.detectedMs} ms after the kill`);
+  }, 180_000);
+
+  it("4. floe materialize and floe rerun beside an idle floe worker: each run started once, by its command", async () => {
+    await withTrial((t) => besideWorkerTrial(t));
+  }, 120_000);
+
+  describe("5. corrupt input fails naming the file; fixed, the next run lands every row once", () => {
+    it("CSV: unterminated quote, too many columns, non-UTF-8, empty, truncated; header-only and a folder land", async () => {
+      const { messages } = await withTrial((t) => corruptTrial(t, BAD_INPUTS.filter((b) => b.format === "csv")));
+      console.log(`corrupt CSV messages: ${JSON.stringify(messages)}`);
+    }, 120_000);
+    it("Parquet: a truncated file", async () => {
+      await withTrial((t) => corruptTrial(t, BAD_INPUTS.filter((b) => b.name === "parquet: truncated file")), "parquet");
+    }, 120_000);
+  });
+
+  describe("6. SIGTERM", () => {
+    it("of a floe worker mid-ingestion: a restarted worker resumes the run, the table ends exact", async () => {
+      const r = await withTrial((t) => sigtermWorkerTrial(t, 50, 300));
+      expect(r.atSignal.PROCESSING ?? 0, `the signal came mid-ingestion: ${JSON.stringify(r.atSignal)}`).toBeGreaterThan(0);
+      console.log(`SIGTERM worker: exit ${r.exit}, ledger at signal ${JSON.stringify(r.atSignal)}, at exit ${JSON.stringify(r.atExit)}; runs: ${r.runs}`);
+    }, 180_000);
+    it("of floe materialize mid-ingestion, then floe rerun --from-failure exits 0 with every row", async () => {
+      const r = await withTrial((t) => sigtermMaterializeTrial(t, 50, 300));
+      expect(r.atSignal.PROCESSING ?? 0, `the signal came mid-ingestion: ${JSON.stringify(r.atSignal)}`).toBeGreaterThan(0);
+      expect(r.exit, "an interrupted materialize does not report success").not.toBe(0);
+      console.log(`SIGTERM materialize: exit ${r.exit}, run ${r.status}, ledger at signal ${JSON.stringify(r.atSignal)}, at exit ${JSON.stringify(r.atExit)}; runs: ${r.runs}`);
+    }, 180_000);
+  });
+
+  describe("7. the database refuses connections for 10 s", () => {
+    it("with the worker idle: it survives and executes the next run", async () => {
+      await withTrial((t) => outageTrial(t, false, 10_000));
+    }, 180_000);
+    it("with the worker mid-run: it survives, the run succeeds, rows exact", async () => {
+      await withTrial((t) => outageTrial(t, true, 10_000, 300));
+    }, 180_000);
+  });
+
+  it("8. a duplicate-id file fails checks.unique; deleted, the next run holds exactly the remaining rows", async () => {
+    // (the soak also deletes it after the day was appended to lake.orders)
+    const { warnings } = await withTrial((t) => deletedFileTrial(t, false));
+    expect(warnings.some((w) => w.includes("zz-duplicate.csv")), `the deletion is reported: ${JSON.stringify(warnings)}`).toBe(true);
+  }, 180_000);
+
+  it("9. a second floe materialize of the same day at once: each exit 0 has landed every row", async () => {
+    // 600 files: two claim batches, so the second process takes the second batch while the first holds the first
+    const r = await withTrial((t) => concurrentTrial(t, 600, 0));
+    console.log(`concurrent: exits ${r.codes.join(", ")}${r.errors.length ? `; ${r.errors.join(" | ")}` : ""}`);
+  }, 120_000);
+});
