@@ -77,7 +77,7 @@ export function rawFiles(key: string, options: RawFilesOptions) {
     ...rest,
     kind: "raw_files",
     materialize: (ctx) => withScratch(ctx, () => ingest(ctx, options, since)),
-    pendingWork: (ctx, partition) => pendingWork(ctx, key, partition, options, since),
+    pendingWork: (ctx, partitions) => pendingWork(ctx, key, partitions, options, since),
     ...(watch ? { sensor: { intervalMs, poll: (ctx) => sense(ctx, key, options, since) } } : {}),
   });
 }
@@ -105,18 +105,18 @@ class Interrupted extends Error {
 }
 
 /** Whether a materialized partition still has files waiting (DISCOVERED, FAILED with attempts left, or held by a dead owner). */
-async function pendingWork(ctx: SensorContext, key: string, partition: string | null, options: RawFilesOptions, since: Date | undefined): Promise<boolean> {
+async function pendingWork(ctx: SensorContext, key: string, partitions: ReadonlyArray<string | null>, options: RawFilesOptions, since: Date | undefined): Promise<Array<string | null>> {
   const settings = await ctx.resource<ProjectSettings>("project");
   const ledger = await ctx.resource<FileLedger>("files");
-  const dead = await ledger.deadClaims(key, partition);
-  const pending = await ledger.pendingFiles(key, partition, {
+  const dead = await ledger.deadClaims(key, partitions);
+  const pending = await ledger.pendingFilesOf(key, partitions, {
     claimTimeoutMs: options.claimTimeoutMs ?? 600_000,
     maxAttempts: options.maxAttempts ?? 3,
     ownerStaleMs: settings.heartbeatMs * MISSED_HEARTBEATS,
     ...dead,
     ...(since === undefined ? {} : { modifiedSince: since }),
   });
-  return pending > 0;
+  return [...pending.keys()];
 }
 
 /** A sensor pass: list, record what is new in the ledger, report the partitions with files waiting. */

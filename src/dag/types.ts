@@ -129,14 +129,15 @@ export interface AssetDefinition {
   /** `single-run` or `{ maxPartitionsPerRun }`: a run's partitions of this asset go to one `materialize` call (`ctx.partitionKeys`). */
   readonly backfillPolicy?: AssetBackfillPolicy;
   /**
-   * Whether a materialized partition still has work waiting (a rawFiles partition with files
-   * not ingested yet). A rerun from failure runs such a step again instead of reusing it, so a
-   * run cut short (SIGTERM, a dead worker) never ends "success" with data left behind.
+   * Which of these materialized partitions (null: the unpartitioned asset) still have work
+   * waiting, such as a rawFiles partition with files not ingested yet; asked once for all of a
+   * run's partitions of the asset. A rerun from failure runs such a step again instead of reusing
+   * it, so a run cut short (SIGTERM, a dead worker) never ends "success" with data left behind.
    *
    * @example
-   * pendingWork: async (ctx, partition) => (await ledgerOf(ctx).pending(key, partition)) > 0,
+   * pendingWork: async (ctx, partitions) => [...(await ledgerOf(ctx).pendingFilesOf(key, partitions)).keys()],
    */
-  pendingWork?(ctx: SensorContext, partition: string | null): Promise<boolean>;
+  pendingWork?(ctx: SensorContext, partitions: ReadonlyArray<string | null>): Promise<ReadonlyArray<string | null>>;
   materialize(ctx: StepContext): Promise<MaterializeResult | void> | MaterializeResult | void;
 }
 

@@ -226,19 +226,23 @@ export function rerunOf(
 /**
  * The successful steps whose asset says its partition still has work waiting
  * (`AssetDefinition.pendingWork`, e.g. a rawFiles partition with files not ingested), by step id.
- * One call per such step, at most a few at once.
+ * One call per asset, for all of its partitions in the run.
  *
  * @example
  * const pending = await stepsWithPendingWork(graph, await store.getSteps(run.id), resources);
  */
 export async function stepsWithPendingWork(graph: AssetGraph, steps: readonly StepRecord[], resources: Resources): Promise<Set<string>> {
-  const candidates = steps.filter((s) => s.status === "success" && graph.has(s.asset) && graph.asset(s.asset).pendingWork !== undefined);
+  const byAsset = new Map<string, Array<string | null>>();
+  for (const s of steps) {
+    if (s.status !== "success" || !graph.has(s.asset) || graph.asset(s.asset).pendingWork === undefined) continue;
+    const list = byAsset.get(s.asset);
+    if (list) list.push(s.partition);
+    else byAsset.set(s.asset, [s.partition]);
+  }
   const out = new Set<string>();
-  for (let i = 0; i < candidates.length; i += 8) {
-    await Promise.all(candidates.slice(i, i + 8).map(async (s) => {
-      const def = graph.asset(s.asset);
-      if (await def.pendingWork!({ assetKey: s.asset, resource: (name) => resources.get(name) }, s.partition)) out.add(stepId(s.asset, s.partition));
-    }));
+  for (const [asset, partitions] of byAsset) {
+    const waiting = await graph.asset(asset).pendingWork!({ assetKey: asset, resource: (name) => resources.get(name) }, partitions);
+    for (const p of waiting) out.add(stepId(asset, p));
   }
   return out;
 }

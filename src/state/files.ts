@@ -120,7 +120,7 @@ export interface OwnerLiveness {
  * A run still `queued` counts as live: no step of it can hold a claim, unless its transition to
  * `running` is still on its way to the store.
  */
-function lostClaim(source: string, partition: string, o: { claimTimeoutMs: number; retryBaseMs?: number } & OwnerLiveness): RawBuilder<boolean> {
+function lostClaim(source: string, o: { claimTimeoutMs: number; retryBaseMs?: number } & OwnerLiveness): RawBuilder<boolean> {
   const timeout = o.retryBaseMs === undefined || o.retryBaseMs <= 0
     ? sql`make_interval(secs => ${secs(o.claimTimeoutMs)})`
     : sql`make_interval(secs => ${secs(o.claimTimeoutMs)} + ${secs(o.retryBaseMs)} * power(2::float8, least(greatest(f.attempts - 1, 0), ${MAX_BACKOFF_EXPONENT})))`;
@@ -132,7 +132,7 @@ function lostClaim(source: string, partition: string, o: { claimTimeoutMs: numbe
   if (o.deadOwners !== undefined && o.deadOwners.length > 0) dead.push(sql`f.claimed_by in (select json_array_elements_text(${json(o.deadOwners)}::json))`);
   if (o.deadBatches !== undefined && o.deadBatches.length > 0) dead.push(sql`f.batch_id in (select json_array_elements_text(${json(o.deadBatches)}::json))`);
   return sql<boolean>`((${sql.join(dead, sql` or `)}) and not exists (select 1 from run_steps s
-    where s.asset = ${source} and s.partition = ${partition} and s.status = 'success'
+    where s.asset = ${source} and s.partition = f.partition and s.status = 'success'
       and (s.metadata->>'batchId' = f.batch_id or coalesce(s.metadata->'adoptedBatches', '[]'::jsonb) ? f.batch_id)))`;
 }
 
@@ -290,7 +290,7 @@ export class FileLedger {
   } & OwnerLiveness): Promise<ClaimedFile[]> {
     if (opts.limit <= 0) return [];
     const partition = opts.partition ?? "";
-    const lost = lostClaim(opts.source, partition, opts);
+    const lost = lostClaim(opts.source, opts);
     // A claim lost after its batch was recorded is done, not lost; one lost on its last attempt
     // (the file stopped its worker every time) is a failure, not a retry.
     await this.settleMaterialized(opts.source, opts.partition ?? null);
@@ -337,12 +337,13 @@ export class FileLedger {
    */
   async deadClaims(
     source: string,
-    partition: string | null,
+    partition: string | null | ReadonlyArray<string | null>,
     self?: { workerId: string; abandonedBatches: ReadonlySet<string> },
   ): Promise<{ deadOwners: string[]; deadBatches: string[] }> {
+    const parts = (Array.isArray(partition) ? partition : [partition]).map((x: string | null) => x ?? "");
     const { rows } = await this.retry(() => sql<{ claimed_by: string | null; batch_id: string | null }>`
       select distinct claimed_by, batch_id from processed_files
-      where source = ${source} and partition = ${partition ?? ""} and status = 'PROCESSING'`.execute(this.store.db));
+      where source = ${source} and partition in (select json_array_elements_text(${json(parts)}::json)) and status = 'PROCESSING'`.execute(this.store.db));
     const owners = [...new Set(rows.flatMap((r) => (r.claimed_by === null ? [] : [r.claimed_by])))];
     const deadBatches = self === undefined
       ? []
@@ -414,15 +415,31 @@ export class FileLedger {
     partition: string | null,
     opts: { claimTimeoutMs?: number; maxAttempts?: number; modifiedSince?: Date } & OwnerLiveness = {},
   ): Promise<number> {
-    const p = partition ?? "";
-    const lost = lostClaim(source, p, { claimTimeoutMs: opts.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS, ...opts });
-    const { rows } = await this.retry(() => sql<{ n: number }>`select count(*)::int as n from processed_files f
-      where f.source = ${source} and f.partition = ${p}
+    return (await this.pendingFilesOf(source, [partition], opts)).get(partition) ?? 0;
+  }
+
+  /**
+   * {@link pendingFiles} for many partitions of a source in one query: the partitions with files
+   * waiting, with how many (a partition with none is left out).
+   *
+   * @example
+   * const waiting = await ledger.pendingFilesOf("raw_orders", ["2025-01-01", "2025-01-02"], { ownerStaleMs: 15_000 }); // Map { "2025-01-02" => 3 }
+   */
+  async pendingFilesOf(
+    source: string,
+    partitions: ReadonlyArray<string | null>,
+    opts: { claimTimeoutMs?: number; maxAttempts?: number; modifiedSince?: Date } & OwnerLiveness = {},
+  ): Promise<Map<string | null, number>> {
+    if (partitions.length === 0) return new Map();
+    const lost = lostClaim(source, { claimTimeoutMs: opts.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS, ...opts });
+    const { rows } = await this.retry(() => sql<{ partition: string; n: number }>`select f.partition, count(*)::int as n from processed_files f
+      where f.source = ${source} and f.partition in (select json_array_elements_text(${json(partitions.map((x) => x ?? ""))}::json))
         and (f.status = 'DISCOVERED'
           or (f.status = 'FAILED' ${opts.maxAttempts === undefined ? sql`` : sql`and f.attempts < ${opts.maxAttempts}::int`})
           or (f.status = 'PROCESSING' and ${lost}))
-        ${opts.modifiedSince === undefined ? sql`` : sql`and (f.last_modified is null or f.last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}`.execute(this.store.db));
-    return rows[0]?.n ?? 0;
+        ${opts.modifiedSince === undefined ? sql`` : sql`and (f.last_modified is null or f.last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}
+      group by f.partition`.execute(this.store.db));
+    return new Map(rows.map((r) => [r.partition === "" ? null : r.partition, r.n]));
   }
 
   /**
@@ -474,7 +491,7 @@ export class FileLedger {
     beforeDelete?: (files: ReadonlyArray<{ id: string; path: string; batchId: string | null }>) => Promise<void>,
   ): Promise<Array<{ id: string; path: string; batchId: string | null }>> {
     const p = partition ?? "";
-    const lost = lostClaim(source, p, opts);
+    const lost = lostClaim(source, opts);
     const { rows } = await this.retry(() => sql<{ id: string; path: string; batch_id: string | null; removable: boolean }>`
       select f.id::text as id, f.path, f.batch_id, (f.status <> 'PROCESSING' or ${lost}) as removable from processed_files f
       where f.source = ${source} and f.partition = ${p} and f.discovered_at < ${opts.listedSince.toISOString()}::timestamptz`.execute(this.store.db));

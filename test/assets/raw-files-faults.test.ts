@@ -305,7 +305,7 @@ describe("pendingWork", () => {
     const daily = partitions.daily({ start: "2025-01-01" });
     const a = raw("raw_pending", "pending/{partition}/*.csv", { partitions: daily, maxFailedFiles: 5 });
     const ctx = { assetKey: "raw_pending", resource: <T>(name: string) => pool.get<T>(name) };
-    const pending = (): Promise<boolean> => a.pendingWork!(ctx, "2025-01-01");
+    const pending = async (): Promise<boolean> => (await a.pendingWork!(ctx, ["2025-01-01", "2025-01-02"])).includes("2025-01-01");
     put("pending/2025-01-01/a.csv", "id\n1\n");
     expect(await pending()).toBe(false); // not listed yet: nothing known waits
     await discover("raw_pending", "2025-01-01", "pending/2025-01-01/");

@@ -132,7 +132,7 @@ describe.skipIf(!shared.db)("run ownership on PostgreSQL", () => {
       asset("lake", { deps: ["raw"], materialize: () => void calls.push("lake") }),
       asset("other", { materialize: () => void calls.push("other") }),
       asset("broken", { deps: ["other"], materialize: () => { throw new Error("boom"); } }),
-    ].map((a) => (a.key === "raw" ? { ...a, pendingWork: () => Promise.resolve(waiting) } : a)));
+    ].map((a) => (a.key === "raw" ? { ...a, pendingWork: (_ctx: unknown, partitions: ReadonlyArray<string | null>) => Promise.resolve(waiting ? partitions : []) } : a)));
     const first = await materialize(store, graph, { assets: new Set(["raw", "lake", "other", "broken"]), selection: "*" });
     expect(first.status).toBe("failed");
     calls.length = 0;
