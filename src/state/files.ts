@@ -297,7 +297,7 @@ export class FileLedger {
     await this.retry(() => sql`update processed_files f set status = 'FAILED', claimed_by = null, claimed_at = null, updated_at = now(),
         error = 'its worker stopped (crashed, killed or timed out) on each of ' || attempts || ' attempts while processing it'
       where f.source = ${opts.source} and f.partition = ${partition} and f.status = 'PROCESSING'
-        and f.attempts >= ${opts.maxAttempts}::int and ${lost}`.execute(this.store.db));
+        and f.batch_id is distinct from ${opts.batchId} and f.attempts >= ${opts.maxAttempts}::int and ${lost}`.execute(this.store.db));
     const { rows } = await this.retry(() => sql<{ id: string; path: string; etag: string; size: string; last_modified: Date | null; attempts: number; previous_batch_id: string | null }>`
       update processed_files t set
         status = 'PROCESSING', claimed_by = ${opts.workerId}, claimed_at = now(), attempts = t.attempts + 1,
@@ -308,7 +308,9 @@ export class FileLedger {
         where f.source = ${opts.source} and f.partition = ${partition}
           and (f.status = 'DISCOVERED'
             or (f.status = 'FAILED' and f.attempts < ${opts.maxAttempts}::int and f.next_attempt_at <= now())
-            or (f.status = 'PROCESSING' and f.attempts < ${opts.maxAttempts}::int and ${lost})
+            -- another owner's claim that is lost; this batch's own files are never taken for lost
+            -- (its own run may look stale to itself right after an outage)
+            or (f.status = 'PROCESSING' and f.batch_id is distinct from ${opts.batchId} and f.attempts < ${opts.maxAttempts}::int and ${lost})
             -- this batch's own claim whose answer was lost (an outage): taken again by the retry
             or (f.status = 'PROCESSING' and f.batch_id = ${opts.batchId} and f.claimed_by = ${opts.workerId} and f.rows is null))
           ${opts.modifiedSince === undefined ? sql`` : sql`and (f.last_modified is null or f.last_modified >= ${opts.modifiedSince.toISOString()}::timestamptz)`}
