@@ -551,6 +551,16 @@ export class Suite {
   }
 
   /** Ends a trial now (its processes, database and project). */
+  /** Runs `fn` on a fresh trial (database + project), ended afterwards whatever happens. */
+  async run<T>(fn: (t: Trial) => Promise<T>, format: Format = "csv"): Promise<T> {
+    const t = await this.trial(format);
+    try {
+      return await fn(t);
+    } finally {
+      await this.end(t);
+    }
+  }
+
   async end(t: Trial): Promise<void> {
     this.open.delete(t);
     await t.close();
